@@ -1,0 +1,46 @@
+"""The two encoder interfaces every model of picsearch sees images and texts through."""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+
+class EncoderUnavailableError(RuntimeError):
+    """An encoder's weights cannot be loaded here (e.g. a hub model offline with no local copy)."""
+
+
+@runtime_checkable
+class ImageEncoder(Protocol):
+    """Turns RGB images into float32 vectors.
+
+    ``id`` names model and preprocessing (it keys the embedding cache); ``dim`` is the vector
+    length; ``fields`` names column ranges of the vector, e.g. ``{"pooled": (0, 1280),
+    "probs": (1280, 2280)}``.
+    """
+
+    id: str
+    dim: int
+    fields: dict[str, tuple[int, int]]
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """One image -> the model's input array (C, H, W), float32. Thread-safe, no model call."""
+
+    def encode_arrays(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed batch (N, C, H, W) -> (N, dim) float32."""
+
+    def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Images -> (N, dim) float32."""
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Turns texts into float32 vectors; ``id`` keys the cache, ``dim`` is the vector length."""
+
+    id: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (N, dim) float32."""

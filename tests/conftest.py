@@ -1,0 +1,40 @@
+"""Shared fixtures. Tests marked `data` read the real dataset from $PICSEARCH_DATA."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+_DATA = os.environ.get("PICSEARCH_DATA")
+_HAVE_DATA = bool(_DATA) and Path(_DATA).is_dir()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _HAVE_DATA:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError(f"CI must run the data tests, but $PICSEARCH_DATA={_DATA!r} is not a folder")
+    skip = pytest.mark.skip(reason="needs the real dataset: set $PICSEARCH_DATA to the image_search folder")
+    for item in items:
+        if "data" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _HAVE_DATA:
+        terminalreporter.write_line(
+            "NOTE: tests marked `data` were skipped: $PICSEARCH_DATA is not set to the dataset folder.",
+            yellow=True,
+        )
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The real dataset folder (only for tests marked `data`)."""
+    assert _HAVE_DATA, "tests using real_data must be marked @pytest.mark.data"
+    return Path(_DATA)

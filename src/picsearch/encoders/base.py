@@ -44,3 +44,10 @@ class TextEncoder(Protocol):
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, dim) float32."""
+
+
+def encode_images(encoder: ImageEncoder, images: Sequence[Image.Image]) -> np.ndarray:
+    """Preprocess ``images`` and run them through ``encoder`` as one batch; (0, dim) when empty."""
+    if not images:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    return encoder.encode_arrays(np.stack([encoder.preprocess(image) for image in images]))

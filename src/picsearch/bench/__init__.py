@@ -1,0 +1,1 @@
+"""Benchmarks that print tables: `python -m picsearch.bench.embed`, `python -m picsearch.bench.search`."""

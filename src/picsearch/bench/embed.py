@@ -1,0 +1,138 @@
+"""Benchmark the offline encoders: ``python -m picsearch.bench.embed [--data DIR] [--n 128]``.
+
+Prints one Markdown table: images/s end to end (hash, decode, preprocess, forward, cache write,
+through :func:`picsearch.features.embed_images` into an empty cache) and forward-only (best of 2), texts/s
+for the text encoder, peak resident memory so far, floating-point operations per item (counted
+by ``torch.utils.flop_counter``) and the share of this CPU's peak, estimated in the same run
+from a large float32 matmul (the baseline; a share of 1.0 means matmul speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from picsearch.config import resolve_data_dir
+from picsearch.data import load_dataset
+from picsearch.data.images import list_images, read_image
+from picsearch.encoders import ImageEncoder, get_image_encoder, get_text_encoder
+from picsearch.features.embed import DEFAULT_BATCH, configure_threads, embed_images
+
+IMAGE_ENCODERS = ("effnet-lite0", "effnet-lite2")
+TEXT_ENCODER = "minilm"
+REPEATS = 2  # speeds are best-of-2 (the machine is shared)
+
+
+@dataclass(frozen=True)
+class Row:
+    encoder: str
+    end_to_end: float  # items/s
+    forward: float  # items/s
+    unit: str
+    flops: float  # per item
+    peak_rss_mib: float
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Best-of float32 matmul speed (GFLOP/s): the baseline standing for this CPU's peak."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    return 2 * size**3 / _seconds(lambda: torch.mm(a, b), repeats) / 1e9
+
+
+def _seconds(work: Callable[[], object], repeats: int = 1) -> float:
+    """Best-of-``repeats`` wall time: the least disturbed run on a shared machine."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _embed_into_empty_cache(paths: list[Path], encoder: ImageEncoder, batch_size: int) -> None:
+    with tempfile.TemporaryDirectory() as cache:
+        embed_images(paths, encoder, cache, batch_size=batch_size, progress=False)
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _flops(work: Callable[[], object]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        work()
+    return counter.get_total_flops()
+
+
+def bench_image_encoder(name: str, paths: list[Path], batch_size: int) -> Row:
+    """End-to-end and forward-only speed of one image encoder on ``paths`` (model loaded beforehand)."""
+    encoder = get_image_encoder(name)
+    arrays = np.stack([encoder.preprocess(read_image(path)) for path in paths])
+    encoder.encode_arrays(arrays[:batch_size])  # load weights, warm up
+    forward = _seconds(
+        lambda: [encoder.encode_arrays(arrays[i : i + batch_size]) for i in range(0, len(arrays), batch_size)],
+        REPEATS,
+    )
+    end_to_end = _seconds(lambda: _embed_into_empty_cache(paths, encoder, batch_size), REPEATS)
+    flops = _flops(lambda: encoder.encode_arrays(arrays[:1]))
+    n = len(paths)
+    return Row(name, n / end_to_end, n / forward, "images", flops, _peak_rss_mib())
+
+
+def bench_text_encoder(name: str, texts: list[str]) -> Row:
+    """Texts/s of one text encoder (forward includes tokenization; no cache)."""
+    encoder = get_text_encoder(name)
+    encoder.encode(texts[:8])
+    seconds = _seconds(lambda: encoder.encode(texts), REPEATS)
+    flops = _flops(lambda: encoder.encode(texts)) / len(texts)
+    rate = len(texts) / seconds
+    return Row(name, rate, rate, "texts", flops, _peak_rss_mib())
+
+
+def table(rows: list[Row], peak_gflops: float) -> str:
+    """Markdown table of the rows; share = achieved forward GFLOP/s over the matmul baseline."""
+    lines = [
+        "| encoder | unit | end-to-end /s | forward /s | GFLOP per item | forward GFLOP/s | share of peak | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        achieved = row.flops * row.forward / 1e9
+        lines.append(
+            f"| {row.encoder} | {row.unit} | {row.end_to_end:.1f} | {row.forward:.1f} | {row.flops / 1e9:.3f} "
+            f"| {achieved:.1f} | {achieved / peak_gflops:.2f} | {row.peak_rss_mib:.0f} |"
+        )
+    lines.append(f"| baseline: float32 matmul 2048² | | | | | {peak_gflops:.1f} | 1.00 | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="dataset folder (else $PICSEARCH_DATA, else /datasets/image_search)")
+    parser.add_argument("--n", type=int, default=128, help="images to embed per encoder (texts: 4x)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="images per forward pass")
+    args = parser.parse_args(argv)
+
+    dataset = load_dataset(resolve_data_dir(args.data))
+    paths = list_images(dataset.train_images_dir)[: args.n]
+    texts = list(dict.fromkeys(dataset.query_texts().values()))[: 4 * args.n]
+    threads = configure_threads()
+    peak = matmul_gflops()
+    rows = [bench_image_encoder(name, paths, args.batch_size) for name in IMAGE_ENCODERS]
+    rows.append(bench_text_encoder(TEXT_ENCODER, texts))
+    peak = max(peak, matmul_gflops())  # measured before and after: the less disturbed one
+    print(f"{len(paths)} images, {len(texts)} texts, batch {args.batch_size}, torch threads {threads}\n")
+    print(table(rows, peak))
+
+
+if __name__ == "__main__":
+    main()

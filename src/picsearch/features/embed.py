@@ -1,0 +1,274 @@
+"""Embed image files and texts through the cache: decode in a thread pool while the model runs.
+
+Only what the cache lacks is computed; every finished batch is flushed as a chunk, so an
+interrupted run resumes where it stopped. Unreadable images are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from picsearch.config import default_cache_dir
+from picsearch.data import Dataset, load_dataset
+from picsearch.data.images import ImageReadError, list_images, read_image
+from picsearch.encoders import (
+    DEFAULT_IMAGE_ENCODER,
+    DEFAULT_TEXT_ENCODER,
+    ImageEncoder,
+    TextEncoder,
+    get_image_encoder,
+    get_text_encoder,
+)
+from picsearch.features.cache import EmbeddingStore, file_digest, text_digest
+
+TEXT_BATCH = 256
+PREFETCH_BATCHES = 4
+FLUSH_SECONDS = 5.0  # at most this much work is lost when a run is killed
+DEFAULT_BATCH = 4  # small batches keep activations in cache: fastest on CPU (see bench.embed)
+
+
+@dataclass(frozen=True)
+class ImageEmbeddings:
+    """Vectors of the images that could be read, in input order; the others in ``skipped``."""
+
+    paths: list[Path]
+    vectors: np.ndarray
+    skipped: list[tuple[Path, str]]
+    computed: int
+    reused: int
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def configure_threads() -> int:
+    """Give torch one thread per available CPU (its default may count CPUs the container hides)."""
+    threads = available_cpus()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def embed_images(
+    paths: Sequence[str | os.PathLike],
+    encoder: ImageEncoder,
+    cache_dir: str | os.PathLike,
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = True,
+    workers: int | None = None,
+) -> ImageEmbeddings:
+    """Vectors of the image files ``paths`` by ``encoder``, computing only what ``cache_dir`` lacks.
+
+    Files are keyed by content, so renamed copies reuse their vectors and an edited file is
+    re-embedded alone. ``workers`` threads hash, decode and preprocess ahead of the model.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    configure_threads()
+    paths = [Path(path) for path in paths]
+    store = EmbeddingStore(cache_dir, encoder.id, encoder.dim)
+    with ThreadPoolExecutor(max_workers=workers or min(4, available_cpus())) as pool:
+        digests = list(pool.map(_digest_or_reason, paths))
+        skipped = [(path, reason) for path, (_, reason) in zip(paths, digests) if reason]
+        keyed = {key: path for path, (key, reason) in zip(paths, digests) if not reason}
+        todo = [(key, keyed[key]) for key in store.missing(keyed)]
+        computed = _compute(todo, encoder, store, batch_size, pool, skipped, progress)
+    store.compact()
+    reported = {path for path, _ in skipped}
+    kept = [(path, key) for path, (key, _) in zip(paths, digests) if key and key in store]
+    skipped.extend(
+        (path, f"{path}: same content as {keyed[key]}, which could not be read")
+        for path, (key, _) in zip(paths, digests)
+        if key and key not in store and path not in reported
+    )
+    return ImageEmbeddings(
+        paths=[path for path, _ in kept],
+        vectors=store.get([key for _, key in kept]),
+        skipped=skipped,
+        computed=computed,
+        reused=len(kept) - computed,
+    )
+
+
+def _compute(
+    todo: list[tuple[str, Path]],
+    encoder: ImageEncoder,
+    store: EmbeddingStore,
+    batch_size: int,
+    pool: ThreadPoolExecutor,
+    skipped: list[tuple[Path, str]],
+    progress: bool,
+) -> int:
+    """Embed the (key, path) pairs into ``store``, appending unreadable files to ``skipped``; returns how many."""
+    pending = _PendingChunk(store)
+    try:
+        with tqdm(total=len(todo), desc=f"images {encoder.id}", unit="img", disable=not progress) as bar:
+            for keys, batch, failures in _batches(todo, encoder, batch_size, pool):
+                skipped.extend(failures)
+                if keys:
+                    pending.append(keys, encoder.encode_arrays(batch))
+                bar.update(len(keys) + len(failures))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        pending.flush()  # keep what was computed, also when interrupted
+    return pending.flushed
+
+
+class _PendingChunk:
+    """Batches computed but not yet stored; written as one chunk every FLUSH_SECONDS."""
+
+    def __init__(self, store: EmbeddingStore) -> None:
+        self.store = store
+        self.keys: list[str] = []
+        self.vectors: list[np.ndarray] = []
+        self.flushed = 0
+        self.last_flush = time.monotonic()
+
+    def append(self, keys: list[str], vectors: np.ndarray) -> None:
+        self.keys.extend(keys)
+        self.vectors.append(vectors)
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.keys:
+            self.store.add(self.keys, np.concatenate(self.vectors))
+            self.flushed += len(self.keys)
+        self.keys, self.vectors, self.last_flush = [], [], time.monotonic()
+
+
+def _digest_or_reason(path: Path) -> tuple[str, str]:
+    try:
+        return file_digest(path), ""
+    except OSError as exc:
+        return "", f"{path}: cannot read ({exc.strerror or exc})"
+
+
+def _load(path: Path, encoder: ImageEncoder) -> np.ndarray:
+    return encoder.preprocess(read_image(path))
+
+
+def _batches(
+    todo: list[tuple[str, Path]], encoder: ImageEncoder, batch_size: int, pool: ThreadPoolExecutor
+) -> Iterator[tuple[list[str], np.ndarray, list[tuple[Path, str]]]]:
+    """Yield (keys, preprocessed batch, failures); the pool works up to PREFETCH_BATCHES batches ahead."""
+    upcoming = iter(todo)
+    pending: deque[tuple[str, Path, Future]] = deque()
+
+    def submit(count: int) -> None:
+        for _ in range(count):
+            item = next(upcoming, None)
+            if item is None:
+                return
+            pending.append((*item, pool.submit(_load, item[1], encoder)))
+
+    submit(batch_size * (PREFETCH_BATCHES + 1))
+    while pending:
+        keys, arrays, failures = [], [], []
+        while pending and len(keys) < batch_size:
+            key, path, future = pending.popleft()
+            submit(1)
+            try:
+                arrays.append(future.result())
+                keys.append(key)
+            except (ImageReadError, ValueError) as exc:
+                failures.append((path, str(exc)))
+        batch = np.stack(arrays) if arrays else np.zeros((0,), dtype=np.float32)
+        yield keys, batch, failures
+
+
+def embed_texts(
+    texts: Sequence[str], encoder: TextEncoder, cache_dir: str | os.PathLike, progress: bool = True
+) -> np.ndarray:
+    """Vectors (len(texts), dim) of ``texts`` by ``encoder``, computing only what ``cache_dir`` lacks."""
+    configure_threads()
+    store = EmbeddingStore(cache_dir, encoder.id, encoder.dim)
+    keys = [text_digest(text) for text in texts]
+    by_key = dict(zip(keys, texts))
+    todo = store.missing(keys)
+    with tqdm(total=len(todo), desc=f"texts {encoder.id}", unit="text", disable=not progress) as bar:
+        for start in range(0, len(todo), TEXT_BATCH):
+            chunk = todo[start : start + TEXT_BATCH]
+            store.add(chunk, encoder.encode([by_key[key] for key in chunk]))
+            bar.update(len(chunk))
+    store.compact()
+    return store.get(keys)
+
+
+@dataclass(frozen=True)
+class DatasetFeatures:
+    """Vectors of every image (train and test folders) and every text of a dataset.
+
+    ``image_row[name]`` is the row of ``image_vectors`` for an image file name; ``text_row[query_id]``
+    the row of ``text_vectors`` for a caption or query id. ``fields`` names column ranges of the
+    image vectors (see :class:`picsearch.encoders.ImageEncoder`).
+    """
+
+    image_encoder_id: str
+    text_encoder_id: str
+    fields: dict[str, tuple[int, int]]
+    image_vectors: np.ndarray
+    image_row: dict[str, int]
+    text_vectors: np.ndarray
+    text_row: dict[str, int]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def images(self, names: Sequence[str]) -> np.ndarray:
+        """Image vectors for file names, in order (KeyError names one that was not embedded)."""
+        return self.image_vectors[[self.image_row[name] for name in names]]
+
+    def texts(self, query_ids: Sequence[str]) -> np.ndarray:
+        """Text vectors for query ids, in order."""
+        return self.text_vectors[[self.text_row[query_id] for query_id in query_ids]]
+
+
+def dataset_features(
+    dataset: Dataset | str | os.PathLike,
+    image_encoder_name: str = DEFAULT_IMAGE_ENCODER,
+    text_encoder_name: str = DEFAULT_TEXT_ENCODER,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = False,
+) -> DatasetFeatures:
+    """Embed (or read from the cache) all train and test images and all texts of ``dataset``.
+
+    ``dataset`` is a loaded :class:`Dataset` or its folder. An image name present in both
+    folders maps to the train copy. Skipped (unreadable) images are absent from ``image_row``.
+    """
+    if not isinstance(dataset, Dataset):
+        dataset = load_dataset(Path(dataset))
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    image_encoder = get_image_encoder(image_encoder_name)
+    text_encoder = get_text_encoder(text_encoder_name)
+    paths = list_images(dataset.train_images_dir) + list_images(dataset.test_images_dir)
+    images = embed_images(paths, image_encoder, cache_dir, batch_size=batch_size, progress=progress)
+    texts = dataset.query_texts()
+    return DatasetFeatures(
+        image_encoder_id=image_encoder.id,
+        text_encoder_id=text_encoder.id,
+        fields=dict(image_encoder.fields),
+        image_vectors=images.vectors,
+        image_row=_first_rows(path.name for path in images.paths),
+        text_vectors=embed_texts(list(texts.values()), text_encoder, cache_dir, progress=progress),
+        text_row={query_id: row for row, query_id in enumerate(texts)},
+        skipped=images.skipped,
+    )
+
+
+def _first_rows(names: Iterator[str]) -> dict[str, int]:
+    rows: dict[str, int] = {}
+    for row, name in enumerate(names):
+        rows.setdefault(name, row)
+    return rows

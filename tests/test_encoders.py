@@ -1,0 +1,113 @@
+"""Encoder registry, preprocessing geometry, and the offline encoders on real photos."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from picsearch.data import load_dataset
+from picsearch.data.images import read_image
+from picsearch.data.tables import caption_image
+from picsearch.encoders import (
+    IMAGE_ENCODERS,
+    TEXT_ENCODERS,
+    ImageEncoder,
+    TextEncoder,
+    get_image_encoder,
+    get_text_encoder,
+)
+from picsearch.encoders.preprocess import center_crop_resize, resize_center_crop
+
+DOG_CLASSES = slice(151, 281)  # ImageNet-1k: dog breeds, wolves, wild dogs, foxes
+CAT_CLASSES = slice(281, 286)  # ImageNet-1k: domestic cats
+
+
+def test_registry_names() -> None:
+    assert {"effnet-lite0", "effnet-lite2", "clip", "resnet18"} <= set(IMAGE_ENCODERS)
+    assert {"minilm", "clip", "bert"} <= set(TEXT_ENCODERS)
+    assert isinstance(get_image_encoder("effnet-lite0"), ImageEncoder)  # weights load lazily: cheap
+    assert isinstance(get_text_encoder("minilm"), TextEncoder)
+    with pytest.raises(KeyError, match="unknown image encoder 'nope'.*effnet-lite0"):
+        get_image_encoder("nope")
+    with pytest.raises(KeyError, match="unknown text encoder 'effnet-lite0'.*minilm"):
+        get_text_encoder("effnet-lite0")
+    with pytest.raises(ValueError, match="takes no source"):
+        get_image_encoder("effnet-lite0:/some/folder")
+
+
+def test_effnet_ids_and_fields_differ_by_variant() -> None:
+    lite0, lite2 = get_image_encoder("effnet-lite0"), get_image_encoder("effnet-lite2")
+    assert lite0.id != lite2.id
+    assert lite0.fields == lite2.fields == {"pooled": (0, 1280), "probs": (1280, 2280)}
+    assert lite0.preprocess(Image.new("RGB", (500, 375))).shape == (3, 224, 224)
+    assert lite2.preprocess(Image.new("RGB", (375, 500))).shape == (3, 260, 260)
+
+
+def test_center_crop_resize_keeps_the_padded_centre() -> None:
+    # 300x200: the crop is int(224/256*200) = 175 px wide, from x = 63 to 238.
+    image = Image.new("RGB", (300, 200), (0, 0, 255))
+    image.paste((255, 0, 0), (60, 0, 241, 200))
+    out = np.asarray(center_crop_resize(image, 224, 32))
+    assert out.shape == (224, 224, 3)
+    assert out[:, :, 0].min() >= 250 and out[:, :, 2].max() <= 5
+
+
+def test_resize_center_crop_shortest_edge_then_centre() -> None:
+    image = Image.new("RGB", (400, 200), (0, 0, 255))
+    image.paste((255, 0, 0), (100, 0, 300, 200))  # after resize to 448x224 the red band is x 112..336
+    out = np.asarray(resize_center_crop(image, 224, 224))
+    assert out.shape == (224, 224, 3)
+    assert out[:, 2:-2, 0].min() >= 250
+
+
+@pytest.fixture(scope="module")
+def dog_and_cat(real_data: Path) -> list[Image.Image]:
+    """A dog photo and a cat photo of the real data, found by the words of their captions."""
+    dataset = load_dataset(real_data)
+    photos = []
+    for words in (r"dog", r"cat|kitten"):
+        for query_id, text in dataset.query_texts().items():
+            path = dataset.image_path(caption_image(query_id))
+            if re.search(rf"\b({words})\b", text.lower()) and path.exists():
+                photos.append(read_image(path))
+                break
+    assert len(photos) == 2, "the dataset should hold a dog photo and a cat photo"
+    return photos
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["effnet-lite0", "effnet-lite2"])
+def test_effnet_on_real_photos(name: str, dog_and_cat: list[Image.Image]) -> None:
+    encoder = get_image_encoder(name)
+    vectors = encoder.encode(dog_and_cat)
+    assert vectors.shape == (2, 2280) and vectors.dtype == np.float32
+    pooled, probs = vectors[:, :1280], vectors[:, 1280:]
+    assert np.isfinite(vectors).all() and pooled.min() >= 0  # ReLU6 features
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    dog, cat = probs
+    assert DOG_CLASSES.start <= dog.argmax() < DOG_CLASSES.stop
+    assert CAT_CLASSES.start <= cat.argmax() < CAT_CLASSES.stop
+    assert dog[DOG_CLASSES].sum() > 10 * dog[CAT_CLASSES].sum()
+    cosine = pooled[0] @ pooled[1] / np.linalg.norm(pooled, axis=1).prod()
+    assert cosine < 0.9
+    # deterministic, and a vector does not depend on its batch mates
+    np.testing.assert_allclose(encoder.encode(dog_and_cat[:1])[0], vectors[0], atol=1e-5)
+    np.testing.assert_array_equal(encoder.encode(dog_and_cat), vectors)
+
+
+@pytest.mark.slow
+def test_minilm_on_captions() -> None:
+    encoder = get_text_encoder("minilm")
+    texts = ["A brown dog runs across the grass .", "A puppy is running in a field .",
+             "An orange kitten sleeps on a sofa ."]
+    vectors = encoder.encode(texts)
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32 and encoder.dim == 384
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+    np.testing.assert_allclose(encoder.encode(texts[:1])[0], vectors[0], atol=1e-5)
+    assert encoder.encode([]).shape == (0, 384)

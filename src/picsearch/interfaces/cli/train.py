@@ -1,9 +1,69 @@
-"""Commands: (to be written)."""
+"""Commands: `train` (compare, select, save the relevance models) and `report models`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+from rich.table import Table
+
+from picsearch.config import DEFAULT_ARTIFACTS, default_cache_dir
+from picsearch.interfaces.cli.common import DataOption, console, data_dir, user_errors
+
+ArtifactsOption = Annotated[Path, typer.Option("--out", help="Artifacts folder to write.")]
+
+
+def train(
+    data: DataOption = None,
+    out: ArtifactsOption = DEFAULT_ARTIFACTS,
+    image_encoder: Annotated[str, typer.Option(help="Image encoder registry name.")] = "effnet-lite0",
+    text_encoder: Annotated[str, typer.Option(help="Text encoder registry name.")] = "minilm",
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Embedding cache (default: OUT/cache).")] = None,
+    folds: Annotated[int, typer.Option(help="Grouped CV folds.")] = 5,
+) -> None:
+    """Train and compare every relevance model on image-disjoint folds, select by CV, refit, save."""
+    from picsearch.data import load_dataset
+    from picsearch.encoders import EncoderUnavailableError
+    from picsearch.models.train import TrainConfig, fit_from_dataset, save_training
+
+    root = data_dir(data)
+    with user_errors(EncoderUnavailableError):
+        dataset = load_dataset(root)
+        result = fit_from_dataset(
+            dataset, image_encoder, text_encoder, cache or default_cache_dir(out), TrainConfig(folds=folds)
+        )
+        save_training(out, dataset, result)
+    _print_models(result.metrics)
+    console.print(f"selected [bold]{result.metrics['selected']}[/]; artifacts in {out}")
+
+
+def _print_models(metrics: dict) -> None:
+    table = Table("model", "RMSE (CV)", "MAE", "tau_c expert", "tau_b crowd", "RMSE hold-out", "fit s")
+    for name, m in metrics["models"].items():
+        table.add_row(
+            name, f"{m['rmse']:.4f} ± {m['rmse_std']:.4f}", f"{m['mae']:.4f}", f"{m['tau_c_expert']:.3f}",
+            f"{m['tau_b_crowd']:.3f}", f"{m['rmse_holdout']:.4f}", f"{m['fit_seconds']:.1f}",
+        )
+    console.print(table)
+
+
+def report_models(
+    model: Annotated[Path, typer.Option("--model", help="Artifacts folder written by `picsearch train`.")] = DEFAULT_ARTIFACTS,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: MODEL/report).")] = None,
+    data: DataOption = None,
+) -> None:
+    """Comparison table (Markdown) and plots: predicted vs true, reliability, error by expert agreement."""
+    from picsearch.data import load_dataset
+    from picsearch.reports.models_report import write_models_report
+
+    root = data_dir(data)
+    with user_errors():
+        path = write_models_report(model, load_dataset(root), out or model / "report")
+    console.print(f"wrote {path}")
 
 
 def register(app: typer.Typer, report_app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.command("train")(train)
+    report_app.command("models")(report_models)

@@ -1,0 +1,80 @@
+import json
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from picsearch.models import ArtifactError, EncoderMismatchError, RelevanceBundle
+from picsearch.models.child import ChildDetector
+from picsearch.models.heads import MatchingHead
+from picsearch.models.matching import CaptionTransferMatcher, JointSpace, RidgeMatcher
+from synthetic_models import LAYOUT, synthetic_training_set
+
+DATA = synthetic_training_set(n_images=40)
+
+
+@pytest.fixture(scope="module")
+def bundle() -> RelevanceBundle:
+    matchers = {"ridge": lambda: RidgeMatcher(LAYOUT, 1.0), "transfer": lambda: CaptionTransferMatcher(LAYOUT, k=5)}
+    head = MatchingHead(matchers, inner_folds=3, n_estimators=20).fit(DATA)
+    labels = DATA.image_feats[:, 0] > 0
+    child = ChildDetector(LAYOUT, c=1.0, threshold=0.4).fit(DATA.image_feats, labels)
+    joint = JointSpace(head.matchers, {"ridge": 2.0, "transfer": 1.0})
+    return RelevanceBundle(head, joint, child, "enc-i", "enc-i-id-v1", "enc-t", "enc-t-id-v1", "matching_head")
+
+
+def test_round_trip_gives_identical_outputs(bundle: RelevanceBundle, tmp_path: Path) -> None:
+    loaded = RelevanceBundle.load(bundle.save(tmp_path / "art"))
+    images, texts = DATA.pair_feats(DATA.evaluation)
+    np.testing.assert_array_equal(loaded.score(images, texts), bundle.score(images, texts))
+    np.testing.assert_array_equal(loaded.joint_image(images), bundle.joint_image(images))
+    np.testing.assert_array_equal(loaded.joint_text(texts), bundle.joint_text(texts))
+    np.testing.assert_array_equal(loaded.child_probability(images), bundle.child_probability(images))
+    assert loaded.child_threshold == 0.4 and loaded.selected == "matching_head"
+    assert (loaded.image_encoder, loaded.text_encoder) == ("enc-i", "enc-t")
+
+
+def test_outputs_have_the_promised_shapes_and_ranges(bundle: RelevanceBundle) -> None:
+    images, texts = DATA.pair_feats(DATA.evaluation)
+    scores = bundle.score(images, texts)
+    assert scores.shape == (len(images),) and np.all((scores >= 0) & (scores <= 1))
+    assert bundle.score(images[:7], texts[:1]).shape == (7,)  # one query broadcast over candidates
+    joint = bundle.joint_image(images[:5])
+    assert joint.dtype == np.float32 and np.allclose(np.linalg.norm(joint, axis=1), 1, atol=1e-5)
+    assert bundle.joint_text(texts[:3]).shape[1] == joint.shape[1]
+    assert bundle.is_child(images).dtype == bool
+    with pytest.raises(ValueError, match="3 image rows vs 2 text rows"):
+        bundle.score(images[:3], texts[:2])
+
+
+def test_encoder_mismatch_is_a_clear_error(bundle: RelevanceBundle) -> None:
+    bundle.check_encoders("enc-i-id-v1", "enc-t-id-v1")
+    with pytest.raises(EncoderMismatchError, match="trained on image encoder 'enc-i-id-v1'.*'other-v1'"):
+        bundle.check_encoders("other-v1", "enc-t-id-v1")
+
+
+def test_every_file_loads_without_pickle(bundle: RelevanceBundle, tmp_path: Path) -> None:
+    folder = bundle.save(tmp_path / "art")
+    kinds = set()
+    for path in folder.iterdir():
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".safetensors":
+            assert load_file(str(path))
+        elif path.name.endswith(".lgb.txt"):
+            lgb.Booster(model_str=path.read_text())
+        else:
+            pytest.fail(f"unexpected artifact file {path.name}")
+        kinds.add(path.suffix)
+    assert {".json", ".safetensors", ".txt"} <= kinds
+    assert not list(folder.glob(".*tmp*"))
+
+
+def test_missing_or_foreign_folder_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="model.json: not found"):
+        RelevanceBundle.load(tmp_path)
+    (tmp_path / "model.json").write_text('{"format": 99}')
+    with pytest.raises(ArtifactError, match="field format"):
+        RelevanceBundle.load(tmp_path)

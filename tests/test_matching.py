@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from picsearch.models.base import nest, unnest
+from picsearch.models.matching import (
+    CaptionTransferMatcher, ClassBridgeMatcher, ImageLayout, JointSpace, RidgeMatcher, SharedSpaceMatcher,
+    TwoTowerMatcher, restore_matcher, similarity,
+)
+from synthetic_models import CLASSES, LAYOUT, TEXT_DIM, synthetic_training_set
+
+DATA = synthetic_training_set()
+IMAGES, TEXTS = DATA.positive_feats()
+CLASS_TEXTS = np.random.default_rng(3).normal(size=(CLASSES, TEXT_DIM)).astype(np.float32)
+
+
+def matchers():
+    return [
+        RidgeMatcher(LAYOUT, alpha=1.0),
+        TwoTowerMatcher(LAYOUT, dim=8, epochs=100, lr=1e-2, batch_size=16, dropout=0.0),
+        CaptionTransferMatcher(LAYOUT, k=5),
+        ClassBridgeMatcher(LAYOUT, CLASS_TEXTS),
+        SharedSpaceMatcher(ImageLayout((0, TEXT_DIM))),
+    ]
+
+
+@pytest.mark.parametrize("matcher", matchers(), ids=lambda m: m.kind)
+def test_embeddings_are_unit_rows_and_restore_exactly(matcher) -> None:
+    matcher.fit(IMAGES[:40], TEXTS[:40])
+    for emb in (matcher.embed_image(IMAGES[40:]), matcher.embed_text(TEXTS[40:])):
+        assert emb.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    again = restore_matcher(matcher.export())
+    np.testing.assert_array_equal(similarity(again, IMAGES[40:], TEXTS[40:]), similarity(matcher, IMAGES[40:], TEXTS[40:]))
+
+
+@pytest.mark.parametrize("matcher", matchers()[:3], ids=lambda m: m.kind)
+def test_fitted_matchers_rank_the_own_caption_of_unseen_images_high(matcher) -> None:
+    matcher.fit(IMAGES[:45], TEXTS[:45])
+    sims = matcher.embed_text(TEXTS[45:]) @ matcher.embed_image(IMAGES[45:]).T
+    ranks = (sims > np.diag(sims)[:, None]).sum(axis=1)
+    assert np.mean(ranks < 3) > 0.5  # chance is 3/15
+
+
+def test_layout_inputs_take_sqrt_of_probs() -> None:
+    layout = ImageLayout.from_fields({"pooled": (0, 2), "probs": (2, 4)}, 4)
+    x = np.array([[1.0, 2.0, 0.25, 0.75]], dtype=np.float32)
+    np.testing.assert_allclose(layout.inputs(x), [[1.0, 2.0, 5.0, 10.0 * np.sqrt(0.75)]], rtol=1e-6)
+    assert ImageLayout.from_fields({}, 3).inputs(x[:, :3]).shape == (1, 3)
+    with pytest.raises(ValueError, match="probs"):
+        ImageLayout.from_fields({}, 3).probs_of(x)
+
+
+def test_joint_space_cosine_is_weighted_mean_of_matcher_cosines() -> None:
+    a, b = RidgeMatcher(LAYOUT, 1.0).fit(IMAGES, TEXTS), CaptionTransferMatcher(LAYOUT, k=5).fit(IMAGES, TEXTS)
+    joint = JointSpace({"a": a, "b": b}, {"a": 3.0, "b": 1.0})
+    got = np.einsum("nd,nd->n", joint.embed_image(IMAGES), joint.embed_text(TEXTS))
+    np.testing.assert_allclose(got, 0.75 * similarity(a, IMAGES, TEXTS) + 0.25 * similarity(b, IMAGES, TEXTS), atol=1e-5)
+    with pytest.raises(ValueError, match="must name"):
+        JointSpace({"a": a}, {"zzz": 1.0})
+
+
+def test_nest_round_trip_keeps_parts_apart() -> None:
+    parts = {name: m.fit(IMAGES, TEXTS).export() for name, m in (("r", RidgeMatcher(LAYOUT)), ("c", CaptionTransferMatcher(LAYOUT)))}
+    back = unnest(nest(parts, {"x": 1}))
+    assert set(back) == {"r", "c"}
+    for name in parts:
+        assert back[name].params == parts[name].params
+        assert back[name].arrays.keys() == parts[name].arrays.keys()

@@ -1,0 +1,52 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from picsearch.config import DEFAULT_ARTIFACTS, default_cache_dir
+from picsearch.interfaces.cli import app
+from picsearch.models import RelevanceBundle
+from picsearch.models.train import Encoders, joint_options
+from picsearch.models.matching import ImageLayout
+
+
+def test_shared_space_only_for_the_two_towers_of_one_clip() -> None:
+    layout = ImageLayout((0, 4))
+    same = Encoders("clip", "clip-image-tiny-ab12-v1", "clip", "clip-text-tiny-ab12-v1", layout)
+    other = Encoders("clip", "clip-image-tiny-ab12-v1", "clip", "clip-text-big-ff00-v1", layout)
+    mixed = Encoders("resnet18", "resnet18-image-r-1-v1", "bert", "bert-text-b-2-v1", layout)
+    assert same.shared_space and not other.shared_space and not mixed.shared_space
+
+
+def test_joint_options_cover_singles_all_and_leave_one_out() -> None:
+    options = joint_options(["a", "b", "c"])
+    assert options["a"] == {"a": 1.0} and options["all"] == {"a": 1.0, "b": 1.0, "c": 1.0}
+    assert options["all-b"] == {"a": 1.0, "c": 1.0}
+    assert "all-a" not in joint_options(["a", "b"])
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_train_end_to_end_on_real_data(real_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "artifacts"
+    cache = default_cache_dir(DEFAULT_ARTIFACTS)  # shared with the other real-data steps: embeds once
+    result = CliRunner().invoke(app, ["train", "--data", str(real_data), "--out", str(out), "--cache", str(cache)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    models = metrics["models"]
+    assert set(models) == {"concat_ridge", "concat_mlp", "concat_lgbm", "matching_head"}
+    for m in models.values():
+        assert {"rmse", "mae", "tau_c_expert", "tau_b_crowd", "rmse_holdout", "fit_seconds", "rmse_std"} <= set(m)
+        assert 0 < m["rmse"] < 0.269  # better than the constant predictor
+    assert metrics["selected"] == min(models, key=lambda n: models[n]["rmse"])
+    assert models["matching_head"]["tau_c_expert"] > 0.35
+    assert metrics["child_detector"]["cv"]["recall"] >= 0.99
+    bundle = RelevanceBundle.load(out)
+    assert bundle.image_encoder == "effnet-lite0" and bundle.text_encoder == "minilm"
+    report = CliRunner().invoke(app, ["report", "models", "--model", str(out), "--data", str(real_data)])
+    assert report.exit_code == 0, report.output
+    assert (out / "report" / "models.md").read_text().count("| matching_head") == 1
+    assert all((out / "report" / name).stat().st_size > 0 for name in ("pred_vs_true.png", "reliability.png"))
+    assert np.isfinite(bundle.child_threshold)

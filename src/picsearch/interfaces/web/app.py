@@ -1,0 +1,230 @@
+"""The web app: a search page, a JSON API and id-only image serving, over any Searcher.
+
+`create_app(searcher, thumbs_dir)` takes the searcher as a dependency, so the page, the API
+and the tests share one code path. A request never names a file: images are looked up by id
+through ``searcher.path_of`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Protocol, Sequence
+from urllib.parse import quote
+
+import jinja2
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from picsearch import __version__
+from picsearch.data.images import ImageReadError
+from picsearch.interfaces.web.schemas import (
+    DEFAULT_K,
+    MAX_K,
+    MAX_QUERY_CHARS,
+    ErrorResponse,
+    Health,
+    ResultItem,
+    SearchParams,
+    SearchResponse,
+    describe,
+)
+from picsearch.interfaces.web.thumbs import ThumbnailCache
+
+HERE = Path(__file__).parent
+IMAGE_CACHE_CONTROL = "public, max-age=86400"
+# The page loads nothing but its own CSS, JS and images.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+NOT_FOUND = {404: {"model": ErrorResponse, "description": "No indexed image has this id."}}
+# Field names as the page's controls call them.
+PAGE_LABELS = {"q": "", "k": "Photos to show", "min_score": "Minimum match"}
+EXAMPLE_QUERIES = (
+    "a dog runs through the water",
+    "people climbing a rock wall",
+    "a man rides a bicycle down a dirt path",
+    "a crowd on a city street",
+)
+
+
+class SearcherLike(Protocol):
+    """What the app needs from `picsearch.search.Searcher`."""
+
+    def search(self, query: str, k: int = ..., min_score: float = ...) -> Any: ...
+
+    def path_of(self, image_id: str) -> Path: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass
+class WebState:
+    """Everything the request handlers share; kept on ``app.state.web``."""
+
+    searcher: SearcherLike
+    thumbs: ThumbnailCache
+    templates: Jinja2Templates
+    # Searches run one at a time: text encoders (tokenizers, torch modules) are not
+    # guaranteed thread-safe, and a search takes milliseconds.
+    lock: threading.Lock
+
+
+def create_app(searcher: SearcherLike, thumbs_dir: Path) -> FastAPI:
+    """Build the app over ``searcher``; thumbnails are cached in ``thumbs_dir``."""
+    app = FastAPI(
+        title="picsearch",
+        summary="Text-to-image search with a relevance score in [0, 1] trained on human judgements.",
+        description=(
+            "Search the indexed gallery with words. A query about children is answered with a legal "
+            "disclaimer instead of pictures, and pictures of children are never returned."
+        ),
+        version=__version__,
+    )
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
+    app.state.web = WebState(searcher, ThumbnailCache(thumbs_dir), Jinja2Templates(env=environment), threading.Lock())
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    return app
+
+
+router = APIRouter()
+
+
+def _state(request: Request) -> WebState:
+    return request.app.state.web
+
+
+State = Annotated[WebState, Depends(_state)]
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def page(request: Request, state: State) -> Response:
+    """The search page; works as a plain form GET, `static/app.js` makes it live."""
+    raw = request.query_params
+    context: dict[str, Any] = {
+        "query": raw.get("q", ""),
+        "k": raw.get("k", str(DEFAULT_K)),
+        "min_score": raw.get("min_score", "0"),
+        "max_k": MAX_K,
+        "max_query_chars": MAX_QUERY_CHARS,
+        "gallery_size": len(state.searcher),
+        "examples": EXAMPLE_QUERIES,
+        "answer": None,
+        "error": None,
+    }
+    status = 200
+    if "q" in raw:
+        try:
+            # An emptied number field falls back to its default instead of failing the search.
+            params = SearchParams.model_validate({key: value for key, value in raw.items() if value or key == "q"})
+        except ValidationError as exc:
+            context["error"], status = describe(exc, PAGE_LABELS), 422
+        else:
+            context.update(answer=_search(state, params), k=str(params.k), min_score=f"{params.min_score:g}")
+    return state.templates.TemplateResponse(request, "index.html", context, status_code=status, headers=PAGE_HEADERS)
+
+
+@router.get(
+    "/api/search",
+    response_model=SearchResponse,
+    responses={422: {"model": ErrorResponse, "description": "Empty or too long query, or k / min_score out of range."}},
+    summary="Search the gallery",
+)
+def api_search(params: Annotated[SearchParams, Query()], state: State) -> SearchResponse:
+    """Best images for the query, best first, each with its score in [0, 1].
+
+    A blocked query (about children) returns `blocked: true`, the disclaimer and no results.
+    """
+    return _search(state, params)
+
+
+@router.get("/images/{image_id}", response_class=FileResponse, responses=NOT_FOUND, summary="A full image, by id")
+def image(image_id: str, request: Request, state: State) -> Response:
+    """The original file of an indexed image."""
+    path = _indexed_path(state, image_id)
+    stat = path.stat()
+    etag = hashlib.sha256(f"{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:32]
+    return _cached_file(request, path, etag, stat)
+
+
+@router.get("/thumbs/{image_id}", response_class=FileResponse, responses=NOT_FOUND, summary="A thumbnail, by id")
+def thumbnail(image_id: str, request: Request, state: State) -> Response:
+    """A JPEG preview of an indexed image (longest side 480 px), made once and cached on disk."""
+    source = _indexed_path(state, image_id)
+    try:
+        path, key = state.thumbs.get(source)
+    except (FileNotFoundError, ImageReadError) as exc:
+        raise HTTPException(404, f"image {image_id!r} cannot be read") from exc
+    return _cached_file(request, path, key, media_type="image/jpeg")
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness")
+def healthz(state: State) -> Health:
+    """`ok` and the number of indexed images."""
+    return Health(images=len(state.searcher))
+
+
+def _search(state: WebState, params: SearchParams) -> SearchResponse:
+    with state.lock:
+        result = state.searcher.search(params.q, k=params.k, min_score=params.min_score)
+    # A blocked answer never carries pictures, whatever the searcher returned.
+    hits: Sequence[Any] = [] if result.blocked else result.hits
+    return SearchResponse(
+        query=result.query,
+        blocked=result.blocked,
+        disclaimer=result.disclaimer if result.blocked else None,
+        results=[_item(hit) for hit in hits],
+    )
+
+
+def _item(hit: Any) -> ResultItem:
+    image_id = str(hit.id)
+    quoted = quote(image_id, safe="")
+    return ResultItem(id=image_id, score=float(hit.score), image_url=f"/images/{quoted}", thumb_url=f"/thumbs/{quoted}")
+
+
+def _indexed_path(state: WebState, image_id: str) -> Path:
+    """The file of an indexed image; 404 for any id the index does not hold."""
+    try:
+        path = Path(state.searcher.path_of(image_id))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise HTTPException(404, f"no indexed image has the id {image_id!r}") from exc
+    if not path.is_file():
+        raise HTTPException(404, f"image {image_id!r} is indexed but its file is gone")
+    return path
+
+
+def _cached_file(
+    request: Request, path: Path, key: str, stat: os.stat_result | None = None, media_type: str | None = None
+) -> Response:
+    """The file with ETag and Cache-Control; 304 when the client already holds this version."""
+    headers = {"ETag": f'"{key}"', "Cache-Control": IMAGE_CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+    if headers["ETag"] in _etags(request.headers.get("if-none-match", "")):
+        return Response(status_code=304, headers=headers)
+    return FileResponse(path, headers=headers, media_type=media_type, stat_result=stat)
+
+
+def _etags(header: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 with one readable line instead of FastAPI's nested error list."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": describe(list(exc.errors()))}, status_code=422)

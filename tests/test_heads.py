@@ -1,7 +1,9 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from picsearch.models.heads import ConcatLGBM, ConcatMLP, ConcatRidge, MatchingHead, restore_model
+from picsearch.models.heads import ConcatLGBM, ConcatMLP, ConcatRidge, MatchingHead, ranking_rows, restore_model
 from picsearch.models.matching import CaptionTransferMatcher, RidgeMatcher
 from synthetic_models import LAYOUT, synthetic_training_set
 
@@ -41,3 +43,25 @@ def test_matching_head_learns_the_synthetic_relation() -> None:
     head = models()[3].fit(train)
     predicted = head.predict(*DATA.pair_feats(held))
     assert np.corrcoef(predicted, held["exp_mean_score"])[0, 1] > 0.5
+
+
+def test_ranking_rows_pair_each_positive_with_a_random_other_image() -> None:
+    rows = ranking_rows(DATA.positives, weight=0.5, seed=1)
+    matched, mismatched = rows[rows["target"] == 1.0], rows[rows["target"] == 0.0]
+    assert len(matched) == len(DATA.positives) and 0.8 * len(matched) < len(mismatched) <= len(matched)
+    own = dict(zip(DATA.positives["query_id"], DATA.positives["image"]))
+    assert (mismatched["image"] != mismatched["query_id"].map(own)).all()
+    assert (rows["weight"] == 0.5).all() and not rows["expert"].any()
+
+
+
+def test_matching_head_score_never_falls_as_a_similarity_rises() -> None:
+    """Even fitted on noise targets (where an unconstrained booster zigzags), more similar scores no lower."""
+    noise = DATA.pairs.assign(target=np.random.default_rng(1).uniform(size=len(DATA.pairs)))
+    head = models()[3].fit(replace(DATA, pairs=noise))
+    steps = np.linspace(-1, 1, 201, dtype=np.float32)
+    for other in np.linspace(-1, 1, 21, dtype=np.float32):
+        for column in range(2):
+            grid = np.full((len(steps), 2), other, dtype=np.float32)
+            grid[:, column] = steps
+            assert np.all(np.diff(head.booster.predict(grid)) >= -1e-12)

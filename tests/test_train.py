@@ -8,7 +8,9 @@ from typer.testing import CliRunner
 from picsearch.config import DEFAULT_ARTIFACTS, default_cache_dir
 from picsearch.interfaces.cli import app
 from picsearch.models import RelevanceBundle
-from picsearch.models.train import Encoders, joint_options
+import pandas as pd
+
+from picsearch.models.train import GALLERIES, Encoders, _galleries, joint_options
 from picsearch.models.matching import ImageLayout
 
 
@@ -27,6 +29,22 @@ def test_joint_options_cover_singles_all_and_leave_one_out() -> None:
     assert "all-a" not in joint_options(["a", "b"])
 
 
+def test_galleries_drop_captions_with_a_second_right_answer() -> None:
+    images = [f"i{n}.jpg" for n in range(150)]
+    queries = pd.DataFrame({
+        "query_id": [f"i{n}.jpg#0" for n in range(150)] + ["i1.jpg#3", "i2.jpg#4"],
+        "image": images + ["i0.jpg", "i0.jpg"],  # two crowd-confirmed captions of i0, written for i1 and i2
+    })
+    drawn = list(_galleries(queries, images, np.random.default_rng(0)))
+    assert len(drawn) == GALLERIES
+    for gallery, query_ids, targets in drawn:
+        assert len(gallery) == 100 and gallery == sorted(set(gallery))
+        chosen = queries.set_index("query_id").loc[query_ids, "image"]
+        assert [gallery[t] for t in targets] == chosen.tolist()
+        for crowd, author in (("i1.jpg#3", "i1.jpg"), ("i2.jpg#4", "i2.jpg")):
+            assert (crowd in query_ids) == ("i0.jpg" in gallery and author not in gallery)
+
+
 @pytest.mark.data
 @pytest.mark.slow
 def test_train_end_to_end_on_real_data(real_data: Path, tmp_path: Path) -> None:
@@ -39,10 +57,14 @@ def test_train_end_to_end_on_real_data(real_data: Path, tmp_path: Path) -> None:
     assert set(models) == {"concat_ridge", "concat_mlp", "concat_lgbm", "matching_head"}
     for m in models.values():
         assert {"rmse", "mae", "tau_c_expert", "tau_b_crowd", "rmse_holdout", "fit_seconds", "rmse_std"} <= set(m)
+        assert {"rmse_filtered", "tau_c_expert_filtered", "tau_b_crowd_filtered"} <= set(m)
         assert 0 < m["rmse"] < 0.269  # better than the constant predictor
     assert metrics["selected"] == min(models, key=lambda n: models[n]["rmse"])
     assert models["matching_head"]["tau_c_expert"] > 0.35
     assert metrics["child_detector"]["cv"]["recall"] >= 0.99
+    retrieval = metrics["retrieval_cv"]
+    joint, reranked = retrieval["options"][retrieval["joint"]], retrieval["options"][f"{retrieval['joint']}+rerank"]
+    assert joint["recall@5"] > 0.6 and reranked["mrr"] > joint["mrr"] - 0.02  # ordering by score loses nothing
     bundle = RelevanceBundle.load(out)
     assert bundle.image_encoder == "effnet-lite0" and bundle.text_encoder == "minilm"
     report = CliRunner().invoke(app, ["report", "models", "--model", str(out), "--data", str(real_data)])

@@ -15,7 +15,9 @@ from picsearch.models.splits import Split, split_images
 from picsearch.models.trainset import TrainingSet
 
 ModelFactory = Callable[[], RelevanceModel]
-METRICS = ("rmse", "mae", "tau_c_expert", "tau_b_crowd")
+PAIR_METRICS = ("rmse", "mae", "tau_c_expert", "tau_b_crowd")
+METRICS = (*PAIR_METRICS, *(f"{name}_filtered" for name in PAIR_METRICS))
+"""``*_filtered``: the same metrics on the held-out pairs the child-content filter keeps (what models train on)."""
 
 
 def pair_metrics(expert: pd.DataFrame, pairs: pd.DataFrame, predicted: np.ndarray) -> dict[str, float]:
@@ -68,9 +70,11 @@ def cross_validate(
     """Fit on each split's training images, predict its held-out expert pairs.
 
     ``splits`` index ``data.evaluation`` rows; every held-out expert pair is scored (the full protocol),
-    while training uses only the filtered ``data.pairs`` of the training images.
+    while training uses only the filtered ``data.pairs`` of the training images (``*_filtered`` metrics score
+    the held-out pairs among those).
     """
     evaluation = data.evaluation
+    trained_rows = data.pairs.index[data.pairs["expert"]]
     result = CVResult(pd.Series(np.nan, index=evaluation.index))
     seconds = []
     for split in splits:
@@ -82,7 +86,9 @@ def cross_validate(
         held = evaluation.iloc[split[1]]
         predicted = model.predict(*data.pair_feats(held))
         result.predictions.loc[held.index] = predicted
-        result.folds.append(pair_metrics(expert, held, predicted))
+        kept = held.index.isin(trained_rows)
+        filtered = {f"{k}_filtered": v for k, v in pair_metrics(expert, held[kept], predicted[kept]).items()}
+        result.folds.append({**pair_metrics(expert, held, predicted), **filtered})
         if on_fold is not None:
             on_fold()
     result.fit_seconds = float(np.mean(seconds))

@@ -10,6 +10,7 @@ from typing import Any, Callable, Protocol
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 import torch
 
 from picsearch.models.base import Exported, Standardizer, nest, ridge_solve, unnest
@@ -183,6 +184,20 @@ class ConcatLGBM:
 MatcherFactory = Callable[[], Matcher]
 
 
+def ranking_rows(positives: pd.DataFrame, weight: float, seed: int = 0) -> pd.DataFrame:
+    """Rows teaching a scorer to tell a caption's image from the rest: each positive (target 1) and the same
+    caption with a random other image (target 0), both with row weight ``weight``.
+
+    Expert pairs are mostly hard negatives; without these rows a score ranks a query's right image poorly.
+    """
+    rng = np.random.default_rng(seed)
+    matched = positives[["image", "query_id"]].assign(target=1.0)
+    images = positives["image"].unique()
+    mismatched = matched.assign(image=rng.choice(images, len(matched)), target=0.0)
+    mismatched = mismatched[mismatched["image"].to_numpy() != matched["image"].to_numpy()]
+    return pd.concat([matched, mismatched], ignore_index=True).assign(weight=weight, expert=False)
+
+
 class MatchingHead:
     """LightGBM on the similarities of several matching models.
 
@@ -194,18 +209,24 @@ class MatchingHead:
     kind = "matching_head"
 
     def __init__(
-        self, matchers: dict[str, MatcherFactory], inner_folds: int = 3, n_estimators: int = 300, seed: int = 0
+        self, matchers: dict[str, MatcherFactory], inner_folds: int = 3, n_estimators: int = 300, seed: int = 0,
+        ranking_weight: float = 0.0,
     ) -> None:
         self.factories, self.inner_folds, self.n_estimators, self.seed = matchers, inner_folds, n_estimators, seed
+        self.ranking_weight = ranking_weight
 
     def fit(self, data: TrainingSet) -> MatchingHead:
         pairs = data.pairs
+        if self.ranking_weight > 0:
+            pairs = pd.concat([pairs, ranking_rows(data.positives, self.ranking_weight, self.seed)], ignore_index=True)
         features = np.zeros((len(pairs), len(self.factories)), dtype=np.float32)
         for train_rows, test_rows in grouped_folds(pairs["image"], self.inner_folds, self.seed):
             inner = data.restrict(set(pairs["image"].iloc[train_rows]))
             features[test_rows] = self._features(self._fit_matchers(inner), *data.pair_feats(pairs.iloc[test_rows]))
         y, w = pairs["target"].to_numpy(np.float32), pairs["weight"].to_numpy(np.float32)
-        self.booster = fit_lgbm(features, y, w, self.n_estimators, colsample_bytree=1.0)
+        # Every feature is a similarity: monotone increasing keeps the score's order within a query sane.
+        monotone = [1] * features.shape[1]
+        self.booster = fit_lgbm(features, y, w, self.n_estimators, colsample_bytree=1.0, monotone_constraints=monotone)
         self.matchers = self._fit_matchers(data)
         return self
 
@@ -226,7 +247,10 @@ class MatchingHead:
 
     def export(self) -> Exported:
         parts = {name: matcher.export() for name, matcher in self.matchers.items()}
-        params = {"kind": self.kind, "inner_folds": self.inner_folds, "n_estimators": self.n_estimators, "seed": self.seed}
+        params = {
+            "kind": self.kind, "inner_folds": self.inner_folds, "n_estimators": self.n_estimators, "seed": self.seed,
+            "ranking_weight": self.ranking_weight,
+        }
         exported = nest(parts, params)
         exported.texts["booster"] = self.booster.model_to_string()
         return exported
@@ -235,7 +259,7 @@ class MatchingHead:
     def restore(cls, exported: Exported) -> MatchingHead:
         p = exported.params
         matchers = {name: restore_matcher(part) for name, part in unnest(exported).items()}
-        model = cls({}, p["inner_folds"], p["n_estimators"], p["seed"])
+        model = cls({}, p["inner_folds"], p["n_estimators"], p["seed"], p.get("ranking_weight", 0.0))
         model.matchers, model.booster = matchers, lgb.Booster(model_str=exported.texts["booster"])
         return model
 

@@ -15,6 +15,9 @@ from picsearch.policy.filter import CROWD_CONFIRMED, training_filter
 
 Target = Literal["expert", "combined"]
 
+EXPERT_POSITIVE = 0.5
+"""Expert pairs scoring at least this (mean 2.5 of 4) are positives too: +1 pt Recall@5 of the ridge map in CV."""
+
 
 @dataclass(frozen=True)
 class TrainingSet:
@@ -23,7 +26,8 @@ class TrainingSet:
     ``pairs``: ``image, query_id, target, weight, expert`` — rows models are fitted on (``expert`` marks
     rows from ExpertAnnotations; extra crowd rows have ``expert == False``); ``exp_mean_score`` and
     ``true_frac`` (NaN where the crowd did not rate) are kept for evaluation.
-    ``positives``: ``image, query_id`` pairs whose caption describes the image (own or crowd-confirmed).
+    ``positives``: ``image, query_id`` pairs whose caption describes the image (own, crowd-confirmed, or
+    an expert pair scoring at least :data:`EXPERT_POSITIVE`).
     ``evaluation``: every expert pair with a vector, filtered or not (the standard protocol scores all of
     them; models only ever train on ``pairs``), index = ExpertAnnotations row.
     """
@@ -96,6 +100,8 @@ def build_training_set(
         extra = _crowd_rows(dataset, kept.crowd_keep, dataset.expert, crowd_rows)
         pairs = pd.concat([pairs, extra[extra["image"].isin(image_row) & extra["query_id"].isin(text_row)]])
     positives = positive_pairs(dataset, set(text_row), kept.crowd_keep)
+    high = pairs[pairs["expert"] & (pairs["exp_mean_score"] >= EXPERT_POSITIVE)]
+    positives = pd.concat([positives, high[["image", "query_id"]]]).drop_duplicates(ignore_index=True)
     allowed = ~positives["image"].isin(kept.child_images) & ~positives["query_id"].isin(kept.blocked_queries)
     positives = positives[allowed & positives["image"].isin(image_row)]
     return TrainingSet(

@@ -140,8 +140,10 @@ def write_models_report(artifacts: Path, dataset: Dataset, out: Path) -> Path:
         comparison_table(metrics), "",
         f"Selected: **{metrics['selected']}** (lowest CV RMSE).", "",
         "## Retrieval estimate on training folds", "",
-        "Held-out images' own captions as queries over the held-out images of each fold (about 200 images per "
-        f"fold); `+rerank`: the top {metrics['retrieval_cv']['candidates']} by joint cosine reranked by the selected "
+        f"Per fold, {metrics['retrieval_cv'].get('galleries_per_fold', 1)} random galleries of "
+        f"{metrics['retrieval_cv'].get('gallery_size', 'all')} held-out images, queried with their own and "
+        "crowd-confirmed captions; "
+        f"`+rerank`: the top {metrics['retrieval_cv']['candidates']} by joint cosine reranked by the selected "
         f"model's score. Joint space chosen: `{metrics['retrieval_cv']['joint']}`.", "",
         retrieval_table(metrics), "",
         "## Child-image detector", "",

@@ -38,3 +38,19 @@ def real_data() -> Path:
     """The real dataset folder (only for tests marked `data`)."""
     assert _HAVE_DATA, "tests using real_data must be marked @pytest.mark.data"
     return Path(_DATA)
+
+
+@pytest.fixture(scope="session")
+def real_artifacts(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Models trained once per session on the real data (embeddings cached with them); data tests share it.
+
+    ``$PICSEARCH_TEST_ARTIFACTS`` names a folder to train into or, when it already holds models
+    trained on this data, to reuse (saves the training time on repeated local runs).
+    """
+    from picsearch.data import load_dataset
+    from picsearch.search.demo import ensure_trained
+
+    reuse = os.environ.get("PICSEARCH_TEST_ARTIFACTS")
+    artifacts = Path(reuse) if reuse else tmp_path_factory.mktemp("artifacts")
+    ensure_trained(load_dataset(real_data), artifacts, log=lambda _: None)
+    return artifacts

@@ -1,9 +1,168 @@
-"""Commands: (to be written)."""
+"""Commands: index (build/update a gallery index), search, evaluate, demo."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+from rich.table import Table
+
+from picsearch.config import DEFAULT_ARTIFACTS
+from picsearch.interfaces.cli.common import DataOption, console, data_dir, fail, user_errors
+
+IndexOption = Annotated[Path, typer.Option("--index", help="Index folder written by `picsearch index`.")]
+ModelOption = Annotated[
+    Optional[Path], typer.Option("--model", help="Model artifacts (default: the ones the index was built with).")
+]
+KOption = Annotated[int, typer.Option("--k", help="Number of images to return (>= 1).")]
+MinScoreOption = Annotated[float, typer.Option("--min-score", help="Drop images scoring below this (0..1).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON lines with --file).")]
+CandidatesOption = Annotated[
+    Optional[int],
+    typer.Option("--candidates", min=1, help="Images reranked per query (default: as validated in training)."),
+]
+
+
+def index_command(
+    gallery: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).")],
+    model: Annotated[Path, typer.Option("--model", help="Model artifacts folder from `picsearch train`.")],
+    out: Annotated[Path, typer.Option("--out", help="Index folder to create or update.")],
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Embedding cache (default MODEL/cache).")] = None,
+    float16: Annotated[bool, typer.Option("--float16", help="Store joint vectors as float16.")] = False,
+) -> None:
+    """Index a gallery; a second run embeds only added or changed photos and drops removed ones."""
+    from picsearch.index import build_index
+
+    with user_errors():
+        report = build_index(gallery, model, out, cache, vector_dtype="float16" if float16 else "float32")
+    print_update(report)
+
+
+def print_update(report) -> None:
+    """Say what an index run did, listing changed, removed and skipped files."""
+    for label, paths in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
+        if paths and len(paths) <= 20:
+            console.print(f"{label}: {', '.join(paths)}", highlight=False)
+    for _, reason in report.skipped:
+        console.print(f"[yellow]skipped[/] {reason}", highlight=False)
+    console.print(report.summary(), highlight=False)
+
+
+def search_command(
+    query: Annotated[Optional[str], typer.Argument(help="Text query.")] = None,
+    index: IndexOption = Path("index"),
+    file: Annotated[Optional[Path], typer.Option("--file", help="One query per line (blank lines ignored).")] = None,
+    k: KOption = 5,
+    min_score: MinScoreOption = 0.0,
+    as_json: JsonOption = False,
+    model: ModelOption = None,
+    candidates: CandidatesOption = None,
+) -> None:
+    """Find the best images for a query; a query about children gets the legal disclaimer instead."""
+    from picsearch.search import Searcher, check_request
+
+    if (query is None) == (file is None):
+        raise fail("give either QUERY or --file FILE")
+    with user_errors():
+        queries = [query] if file is None else read_queries(file)
+        for text in queries:
+            check_request(text, k, min_score)
+        searcher = Searcher.open(index, model, candidates)
+        results = searcher.search_many(queries, k, min_score)
+    for result in results:
+        if as_json:
+            print(json.dumps(result.to_json(), ensure_ascii=False))
+        else:
+            console.print(result_table(result))
+
+
+def read_queries(path: Path) -> list[str]:
+    """Non-blank lines of ``path``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: query file not found")
+    queries = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not queries:
+        raise ValueError(f"{path}: no queries (file is empty)")
+    return queries
+
+
+def result_table(result) -> Table:
+    """A rich table of one query's hits, or its disclaimer."""
+    table = Table(title=result.query, title_justify="left", show_lines=False)
+    if result.blocked:
+        table.add_column("blocked")
+        table.add_row(f"[yellow]{result.disclaimer}[/]")
+        return table
+    for name, justify in (("#", "right"), ("score", "right"), ("image", "left")):
+        table.add_column(name, justify=justify)
+    for rank, hit in enumerate(result.hits, start=1):
+        table.add_row(str(rank), f"{hit.score:.3f}", Path(*hit.path.parts[-2:]).as_posix())
+    if not result.hits:
+        table.add_row("", "", "[dim]no image reaches --min-score[/]")
+    return table
+
+
+def evaluate_command(
+    queries: Annotated[Path, typer.Option("--queries", help="Queries in test_queries.csv format.")],
+    index: IndexOption = Path("index"),
+    as_json: JsonOption = False,
+    model: ModelOption = None,
+    candidates: CandidatesOption = None,
+) -> None:
+    """Recall@1/5/10, MRR and median rank: the raw model (policy off), then with policy and child filter."""
+    from picsearch.data.tables import load_test_queries
+    from picsearch.search import Searcher
+    from picsearch.search.evaluate import evaluate
+
+    with user_errors():
+        table = load_test_queries(queries)
+        report = evaluate(Searcher.open(index, model, candidates), table)
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return
+    console.print(evaluation_table(report))
+    console.print(f"ranking: {report['ranking']}", highlight=False)
+
+
+def evaluation_table(report: dict) -> Table:
+    """Raw model vs with policy: one column each."""
+    table = Table(title=f"{report['n_queries']} queries over {report['gallery']} images")
+    table.add_column("metric")
+    columns = (("raw model", report), ("with policy", report["with_policy"]), ("answerable", report["answerable"]))
+    for name, _ in columns:
+        table.add_column(name, justify="right")
+    for metric in ("n_queries", "recall@1", "recall@5", "recall@10", "mrr", "median_rank"):
+        table.add_row(metric, *(str(part[metric]) for _, part in columns))
+    table.add_row("blocked", "", str(report["blocked"]), "")
+    table.add_row("hidden_targets", "", str(report["hidden_targets"]), "")
+    return table
+
+
+def demo_command(
+    data: DataOption = None,
+    artifacts: Annotated[Path, typer.Option("--artifacts", help="Model artifacts (trained if missing).")] = DEFAULT_ARTIFACTS,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default ARTIFACTS/demo).")] = None,
+    queries: Annotated[Optional[list[str]], typer.Option("--queries", help="Your own queries (repeatable).")] = None,
+    n: Annotated[int, typer.Option("--n", help="Random test queries to show.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for picking the queries.")] = 0,
+    k: KOption = 5,
+) -> None:
+    """Train (or reuse) the models, index test_images/, and show the best images for test queries."""
+    from picsearch.search.demo import run_demo
+
+    root = data_dir(data)
+    with user_errors():
+        demo = run_demo(root, artifacts, out or artifacts / "demo", queries, n=n, seed=seed, k=k, log=console.print)
+    for result in demo.results:
+        console.print(result_table(result))
+    console.print(f"HTML page: {demo.html}\nPNG grid:  {demo.grid}", highlight=False)
 
 
 def register(app: typer.Typer, report_app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.command("index")(index_command)
+    app.command("search")(search_command)
+    app.command("evaluate")(evaluate_command)
+    app.command("demo")(demo_command)

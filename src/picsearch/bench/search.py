@@ -1,0 +1,175 @@
+"""Search benchmark: index load time, memory per image and query latency for 1k..1M images.
+
+``python -m picsearch.bench.search [--artifacts DIR] [--sizes 1000 10000 100000 1000000]``
+
+Galleries beyond the real test images are synthetic with the real dimensions: each image's raw
+features are a real test image's features (drawn at random) and its joint vector is that image's
+joint vector plus noise, renormalized, so retrieval and reranking do the work they do on real
+data. The index is written and read through the real on-disk format (features float16, memory-
+mapped; joint vectors float32, or float16 from 1M images on). Latency is per query (one at a time),
+split into text encoding, retrieval (joint projection + exact search) and reranking (feature
+gather + relevance model). The baseline, timed in the same run, scores every image of the gallery
+with the relevance model (no index, no candidates); it is skipped where its float32 copy of the
+features would not fit comfortably in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from picsearch.config import DEFAULT_ARTIFACTS, resolve_data_dir
+from picsearch.data import load_dataset
+from picsearch.index import GalleryIndex, NumpyStore, build_index, image_id
+from picsearch.search import Searcher
+
+SIZES = (1_000, 10_000, 100_000, 1_000_000)
+FLOAT16_FROM = 1_000_000
+BASELINE_MAX_BYTES = 2 * 1024**3
+CHUNK = 100_000
+
+
+def synthetic_index(real: GalleryIndex, n: int, folder: Path, seed: int = 0) -> None:
+    """Write an ``n``-image index to ``folder`` built from ``real``'s rows (see module doc)."""
+    rng = np.random.default_rng(seed)
+    pool_joint = np.asarray(real.store.vectors, dtype=np.float32)
+    dtype = "float16" if n >= FLOAT16_FROM else "float32"
+    source = np.lib.format.open_memmap(folder.with_suffix(".features.npy"), "w+", np.float16, (n, real.features.shape[1]))
+    joint = np.empty((n, pool_joint.shape[1]), dtype=dtype)
+    for start in range(0, n, CHUNK):
+        pick = rng.integers(0, len(real), size=min(CHUNK, n - start))
+        source[start : start + len(pick)] = real.features[pick]
+        noisy = pool_joint[pick] + rng.normal(0, 0.05, size=(len(pick), pool_joint.shape[1])).astype(np.float32)
+        joint[start : start + len(pick)] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    paths = [f"synthetic/{i:07d}.jpg" for i in range(n)]
+    ids = [image_id(path) for path in paths]
+    flags_from = rng.integers(0, len(real), size=n)
+    GalleryIndex(
+        root=real.root,
+        ids=ids,
+        paths=paths,
+        hashes=[f"{i:040x}" for i in range(n)],
+        features=source,
+        child_prob=real.child_prob[flags_from],
+        child=real.child[flags_from],
+        store=NumpyStore(np.asarray(ids, dtype=str), joint),
+        meta=real.meta,
+    ).save(folder)
+    del source
+    folder.with_suffix(".features.npy").unlink()
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds."""
+    ms = np.asarray(seconds) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def time_queries(searcher: Searcher, queries: list[str], k: int = 5) -> dict[str, list[float]]:
+    """Per query: text encoding, retrieval and reranking times (seconds), exactly as `search` runs them."""
+    steps: dict[str, list[float]] = {"encode": [], "retrieve": [], "rerank": [], "total": []}
+    for query in queries:
+        t0 = time.perf_counter()
+        text_feats = searcher.text_encoder.encode([query])
+        t1 = time.perf_counter()
+        rows = searcher.retrieve(text_feats, searcher.store, searcher.candidates)
+        t2 = time.perf_counter()
+        searcher.rerank(rows, text_feats)
+        t3 = time.perf_counter()
+        for step, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
+            steps[step].append(seconds)
+    return steps
+
+
+def time_baseline(searcher: Searcher, queries: list[str]) -> list[float]:
+    """Per query: encode the text and score every image with the relevance model, then sort."""
+    times = []
+    for query in queries:
+        t0 = time.perf_counter()
+        text_feats = searcher.text_encoder.encode([query])
+        feats = np.asarray(searcher.index.features, dtype=np.float32)
+        scores = searcher.bundle.score(feats, np.repeat(text_feats, len(feats), axis=0))
+        np.argsort(-scores)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def measure(real_index: Path, artifacts: Path, n: int, queries: list[str], baseline_queries: int, work: Path) -> dict:
+    """One row of the table for a gallery of ``n`` images."""
+    folder = work / f"index-{n}"
+    synthetic_index(GalleryIndex.load(real_index), n, folder)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    searcher = Searcher.open(folder, artifacts)
+    load_s = time.perf_counter() - t0
+    resident = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    time_queries(searcher, queries[:5])  # warm-up: first-call costs, page cache
+    steps = time_queries(searcher, queries)
+    row = {
+        "n": n,
+        "load_s": load_s,
+        "ram_per_image": resident / n,
+        "disk_per_image": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / n,
+        **{step: percentiles(values) for step, values in steps.items()},
+    }
+    if searcher.index.features.size * 4 <= BASELINE_MAX_BYTES:
+        row["baseline"] = percentiles(time_baseline(searcher, queries[:baseline_queries]))
+    shutil.rmtree(folder)
+    return row
+
+
+def table(rows: list[dict]) -> Table:
+    """The benchmark table: one row per gallery size."""
+    out = Table(title="search latency per query (ms, p50 / p99)")
+    for name in ("images", "load s", "RAM B/img", "disk B/img", "encode", "retrieve", "rerank", "total",
+                 "baseline: score all", "speed-up (p50)"):
+        out.add_column(name, justify="right")
+    for row in rows:
+        cells = [f"{row['n']:,}", f"{row['load_s']:.2f}", f"{row['ram_per_image']:,.0f}", f"{row['disk_per_image']:,.0f}"]
+        cells += [f"{row[s][0]:.1f} / {row[s][1]:.1f}" for s in ("encode", "retrieve", "rerank", "total")]
+        if "baseline" in row:
+            cells += [f"{row['baseline'][0]:.0f} / {row['baseline'][1]:.0f}", f"{row['baseline'][0] / row['total'][0]:.0f}x"]
+        else:
+            cells += ["skipped (memory)", "—"]
+        out.add_row(*cells)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None, help="dataset folder (else $PICSEARCH_DATA)")
+    parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="trained models")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--queries", type=int, default=200, help="timed queries per size")
+    parser.add_argument("--baseline-queries", type=int, default=10)
+    args = parser.parse_args(argv)
+    console = Console(width=170)
+    dataset = load_dataset(resolve_data_dir(args.data))
+    queries = dataset.test_queries["query_text"].tolist()
+    queries = (queries * (args.queries // len(queries) + 1))[: args.queries]
+    with tempfile.TemporaryDirectory(prefix="picsearch-bench-") as tmp:
+        work = Path(tmp)
+        real_index = work / "real"
+        build_index(dataset.test_images_dir, args.artifacts, real_index, progress=False)
+        rows = []
+        for n in args.sizes:
+            rows.append(measure(real_index, args.artifacts, n, queries, args.baseline_queries, work))
+            console.print(f"measured {n:,} images", style="dim")
+    console.print(table(rows))
+    console.print(
+        "RAM: Python/numpy memory held after Searcher.open (tracemalloc); features stay memory-mapped on disk. "
+        "Baseline: relevance model on every image (no index), same queries, same run."
+    )
+
+
+if __name__ == "__main__":
+    main()

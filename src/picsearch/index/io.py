@@ -1,0 +1,65 @@
+"""Safe, atomic file formats for the index: numpy without pickle, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+import numpy as np
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary handle on a temporary file that replaces ``path`` only once fully written and synced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_file(path) as handle:
+        handle.write(data)
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as ``.npy`` without pickle, atomically (streamed: memory-mapped input stays on disk)."""
+    if array.dtype == object:
+        raise TypeError(f"{path}: object arrays would need pickle; convert to a fixed dtype")
+    with atomic_file(path) as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def load_array(path: Path, mmap: bool = False) -> np.ndarray:
+    """Read a ``.npy`` file with ``allow_pickle=False``; ``mmap`` maps it read-only."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing index file")
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a readable .npy array ({exc})") from exc
+
+
+def save_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented UTF-8 JSON, atomically."""
+    write_bytes(path, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def load_json(path: Path) -> Any:
+    """Read a JSON file; errors name the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing index file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from exc

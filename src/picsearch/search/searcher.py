@@ -1,0 +1,186 @@
+"""Answer text queries over an index: policy -> retrieve by joint similarity -> rerank -> child filter."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from picsearch.encoders import TextEncoder, get_text_encoder
+from picsearch.index import GalleryIndex, NumpyStore, VectorStore, model_fingerprint, read_manifest
+from picsearch.models import RelevanceBundle
+from picsearch.models.artifacts import METRICS
+from picsearch.policy import DISCLAIMER, check
+
+CANDIDATES = 100  # images reranked per query; retrieval recall@100 bounds what reranking can fix
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One returned image: its index id, absolute path, and relevance score in [0, 1]."""
+
+    id: str
+    path: Path
+    score: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The answer to one query; a blocked query carries the disclaimer and no hits."""
+
+    query: str
+    blocked: bool
+    disclaimer: str | None = None
+    matched: list[str] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """``{"query", "blocked", "disclaimer"?, "results": [{"id", "path", "score"}]}``."""
+        data: dict = {"query": self.query, "blocked": self.blocked}
+        if self.blocked:
+            data["disclaimer"] = self.disclaimer
+        data["results"] = [{"id": h.id, "path": str(h.path), "score": round(h.score, 4)} for h in self.hits]
+        return data
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Index rows best first with their rerank scores (``scores`` only covers the reranked head)."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+
+
+def check_request(query: str, k: int, min_score: float) -> None:
+    """Reject an empty query, ``k < 1`` or ``min_score`` outside [0, 1] with a message naming the field."""
+    if not query or not query.strip():
+        raise ValueError("query: must not be empty")
+    if k < 1:
+        raise ValueError(f"k: must be at least 1, got {k}")
+    if not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"min_score: must lie in [0, 1], got {min_score}")
+
+
+def validated_candidates(model_dir: Path) -> int:
+    """How many candidates the training run's retrieval CV reranked, else :data:`CANDIDATES`."""
+    metrics = Path(model_dir) / METRICS
+    if not metrics.is_file():
+        return CANDIDATES
+    return int(json.loads(metrics.read_text(encoding="utf-8")).get("retrieval_cv", {}).get("candidates", CANDIDATES))
+
+
+class Searcher:
+    """Loads the index and the models once and answers queries.
+
+    The searcher's vector store is a copy of the index's without the child-flagged images, so
+    retrieval cannot return them; hits are checked against the flags once more before returning.
+    (``index.store`` keeps every image, for measuring the raw model.)
+    """
+
+    def __init__(
+        self,
+        index: GalleryIndex,
+        bundle: RelevanceBundle,
+        text_encoder: TextEncoder,
+        candidates: int = CANDIDATES,
+    ) -> None:
+        bundle.check_encoders(index.meta.get("image_encoder_id", ""), text_encoder.id)
+        self.index = index
+        self.bundle = bundle
+        self.text_encoder = text_encoder
+        self.candidates = candidates
+        self._rows = index.rows()
+        visible = ~np.asarray(index.child, dtype=bool)
+        self.store: VectorStore = NumpyStore(index.store.ids[visible], np.asarray(index.store.vectors[visible]))
+        self._visible = frozenset(self.store.ids.tolist())
+
+    @classmethod
+    def open(
+        cls, index_dir: str | Path, model_dir: str | Path | None = None, candidates: int | None = None
+    ) -> "Searcher":
+        """Open the index at ``index_dir`` with the models it was built with (or ``model_dir``).
+
+        ``candidates`` defaults to the number the training run's retrieval CV reranked
+        (``metrics.json``), else :data:`CANDIDATES`.
+        """
+        index_dir = Path(index_dir)
+        manifest = read_manifest(index_dir)
+        model_dir = Path(model_dir or manifest["model"])
+        fingerprint = model_fingerprint(model_dir)
+        if fingerprint != manifest.get("model_fingerprint"):
+            raise ValueError(
+                f"{index_dir}: index was built with another model than {model_dir}; "
+                f"rebuild it: picsearch index GALLERY --model {model_dir} --out {index_dir}"
+            )
+        bundle = RelevanceBundle.load(model_dir)
+        candidates = candidates or validated_candidates(model_dir)
+        return cls(GalleryIndex.load(index_dir), bundle, get_text_encoder(bundle.text_encoder), candidates)
+
+    def __len__(self) -> int:
+        """Number of images a query can return (indexed images minus child-flagged ones)."""
+        return len(self.store)
+
+    def path_of(self, image_id: str) -> Path:
+        """Absolute path of a returnable image; KeyError for unknown or child-flagged ids."""
+        if image_id not in self._visible:
+            raise KeyError(f"unknown image id {image_id!r}")
+        return self.index.absolute_path(self._rows[image_id])
+
+    def search(self, query: str, k: int = 5, min_score: float = 0.0) -> SearchResult:
+        """Best ``k`` images for ``query`` with score >= ``min_score``, or the disclaimer."""
+        return self.search_many([query], k, min_score)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 5, min_score: float = 0.0) -> list[SearchResult]:
+        """Answer several queries with one text-encoder and one reranker call."""
+        for query in queries:
+            check_request(query, k, min_score)
+        decisions = [check(query) for query in queries]
+        allowed = [i for i, decision in enumerate(decisions) if not decision.blocked]
+        rankings = dict(zip(allowed, self._rank([queries[i] for i in allowed], max(k, self.candidates))))
+        results = []
+        for i, decision in enumerate(decisions):
+            if decision.blocked:
+                results.append(SearchResult(queries[i], True, DISCLAIMER, list(decision.matched)))
+            else:
+                results.append(SearchResult(queries[i], False, hits=self._hits(rankings[i], k, min_score)))
+        return results
+
+    def _rank(self, queries: list[str], n: int) -> list[Ranking]:
+        """The top ``n`` searchable images per query, all scored (so any of them may be returned)."""
+        if not queries:
+            return []
+        text_feats = self.text_encoder.encode(queries)
+        return self.rerank(self.retrieve(text_feats, self.store, n), text_feats, n)
+
+    def retrieve(self, text_feats: np.ndarray, store: VectorStore, n: int) -> np.ndarray:
+        """Index rows (m, n) of the ``n`` images nearest each text in the joint space, nearest first."""
+        if not len(text_feats):
+            return np.zeros((0, 0), dtype=np.int64)
+        ids, _ = store.search(self.bundle.joint_text(text_feats), n)
+        return np.array([[self._rows[i] for i in row] for row in ids.tolist()], dtype=np.int64).reshape(ids.shape)
+
+    def rerank(self, rows: np.ndarray, text_feats: np.ndarray, n: int | None = None) -> list[Ranking]:
+        """Score the first ``n`` (default ``candidates``) rows of each query with the relevance model,
+        best first; the other rows follow in retrieval order."""
+        n_rerank = min(n or self.candidates, rows.shape[1])
+        head_rows = rows[:, :n_rerank]
+        feats = np.asarray(self.index.features[head_rows.ravel()], dtype=np.float32)
+        scores = self.bundle.score(feats, np.repeat(text_feats, n_rerank, axis=0)).reshape(head_rows.shape)
+        order = np.argsort(-scores, axis=1, kind="stable")
+        return [
+            Ranking(np.concatenate([head_rows[q, order[q]], rows[q, n_rerank:]]), scores[q, order[q]])
+            for q in range(len(rows))
+        ]
+
+    def _hits(self, ranking: Ranking, k: int, min_score: float) -> list[Hit]:
+        hits = []
+        for row, score in zip(ranking.rows, ranking.scores):
+            if len(hits) == k or score < min_score:
+                break
+            if self.index.child[row]:  # the store excludes flagged images; this also honours later flags
+                continue
+            hits.append(Hit(self.index.ids[row], self.index.absolute_path(row), float(score)))
+        return hits

@@ -1,0 +1,41 @@
+"""The demo end to end on the real data: train or reuse, index test_images/, search, render."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from picsearch.index import GalleryIndex
+from picsearch.interfaces.cli import app
+from picsearch.policy import DISCLAIMER
+from picsearch.search.render import THUMB
+
+pytestmark = [pytest.mark.data, pytest.mark.slow]
+
+
+def test_demo_shows_results_and_disclaimers(real_data, real_artifacts, tmp_path):
+    out = tmp_path / "demo"
+    args = ["demo", "--data", str(real_data), "--artifacts", str(real_artifacts), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--n", "10", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    html = (out / "index.html").read_text()
+    grid = Image.open(out / "grid.png")
+    assert grid.height > 10 * THUMB and grid.width > 5 * THUMB
+    index = GalleryIndex.load(out / "index")
+    assert len(index) == 100
+    hidden = {image_id for image_id, child in zip(index.ids, index.child) if child}
+    shown = {path.stem for path in (out / "thumbs").glob("*.jpg")}
+    assert shown and not shown & hidden  # no child-flagged image was rendered
+    assert html.count("<section>") == 10
+
+    own = CliRunner().invoke(app, [*args, "--queries", "a dog runs on the grass", "--queries", "two girls on a swing"])
+    assert own.exit_code == 0, own.output
+    assert "reus" in own.output.lower()  # models and index reused, nothing retrained
+    html = (out / "index.html").read_text()
+    assert html.count("<section>") == 2 and DISCLAIMER in html and "a dog runs on the grass" in html
+    assert "labelled match" not in html  # own queries have no labelled answer
+    report = json.loads((real_artifacts / "metrics.json").read_text())
+    assert report["selected"]

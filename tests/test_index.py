@@ -1,0 +1,145 @@
+"""Gallery index: the exact numpy store, build, load, incremental update, safe atomic files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from picsearch.index import GalleryIndex, IndexFormatError, NumpyStore, build_index, image_id, read_manifest
+from picsearch.index import store as store_module
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_numpy_store_matches_brute_force_across_blocks(monkeypatch, dtype):
+    monkeypatch.setattr(store_module, "BLOCK_ROWS", 7)  # several blocks, the last one partial
+    rng = np.random.default_rng(0)
+    vectors, queries = _unit(rng, 50, 16), _unit(rng, 4, 16)
+    store = NumpyStore(np.array([f"id{i}" for i in range(50)]), vectors.astype(dtype))
+    ids, sims = store.search(queries, 5)
+    exact = queries @ vectors.astype(dtype).astype(np.float32).T
+    for q in range(4):
+        best = np.argsort(-exact[q])[:5]
+        assert ids[q].tolist() == [f"id{i}" for i in best]
+        np.testing.assert_allclose(sims[q], exact[q, best], rtol=1e-5)
+    assert np.all(np.diff(sims, axis=1) <= 0)
+
+
+def test_numpy_store_add_remove_save_load(tmp_path):
+    rng = np.random.default_rng(1)
+    store = NumpyStore.empty(8)
+    store.add(["a", "b", "c"], _unit(rng, 3, 8))
+    with pytest.raises(ValueError, match="already"):
+        store.add(["b"], _unit(rng, 1, 8))
+    store.remove(["b", "unknown"])
+    assert store.ids.tolist() == ["a", "c"]
+    ids, sims = store.search(store.vectors[:1], 10)  # k larger than the store
+    assert ids.tolist() == [["a", "c"]] and sims[0, 0] == pytest.approx(1.0)
+    store.save(tmp_path / "s")
+    again = NumpyStore.load(tmp_path / "s", mmap=True)
+    assert again.ids.tolist() == ["a", "c"] and np.array_equal(again.vectors, store.vectors)
+    assert np.load(tmp_path / "s" / "ids.npy", allow_pickle=False).dtype.kind == "U"
+
+
+def write_gallery(folder: Path, n: int = 6) -> list[Path]:
+    """Small distinct pictures: coloured backgrounds with a shape whose size and place vary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        image = Image.new("RGB", (96, 72), (40 * i % 256, 255 - 30 * i, 90 + 25 * i))
+        ImageDraw.Draw(image).ellipse((5 + 6 * i, 8, 40 + 8 * i, 60), fill=(250 - 40 * i, 20 * i, 200))
+        path = folder / ("sub" if i == n - 1 else "") / f"img{i}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        image.save(path, "JPEG")
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture()
+def gallery(tmp_path) -> Path:
+    write_gallery(tmp_path / "gallery")
+    return tmp_path / "gallery"
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_build_writes_safe_consistent_index(gallery, tmp_path, real_artifacts):
+    out = tmp_path / "index"
+    report = build_index(gallery, real_artifacts, out, tmp_path / "cache", progress=False)
+    assert (len(report.added), report.unchanged, report.total) == (6, 0, 6)
+    manifest = read_manifest(out)
+    assert manifest["count"] == 6 and manifest["image_encoder"] and manifest["model_fingerprint"]
+    assert manifest["feature_dtype"] == "float16"
+    for array in (out / manifest["data"]).rglob("*.npy"):
+        np.load(array, allow_pickle=False)  # no object arrays anywhere
+    index = GalleryIndex.load(out)
+    assert index.paths == sorted(index.paths) and "sub/img5.jpg" in index.paths
+    assert index.ids == [image_id(path) for path in index.paths]
+    assert isinstance(index.features, np.memmap) and index.features.dtype == np.float16
+    norms = np.linalg.norm(np.asarray(index.store.vectors, dtype=np.float32), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-3)
+    assert index.child.dtype == bool and np.all((0 <= index.child_prob) & (index.child_prob <= 1))
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_incremental_update_embeds_only_what_changed(gallery, tmp_path, real_artifacts):
+    out, cache = tmp_path / "index", tmp_path / "cache"
+    build_index(gallery, real_artifacts, out, cache, progress=False)
+    before = GalleryIndex.load(out, mmap=False)
+
+    again = build_index(gallery, real_artifacts, out, cache, progress=False)
+    assert (again.added, again.changed, again.removed, again.unchanged) == ([], [], [], 6)
+    assert not again.wrote
+
+    (gallery / "img0.jpg").unlink()
+    shutil.copy(gallery / "img2.jpg", gallery / "img1.jpg")  # changed content, same name
+    write_gallery(tmp_path / "more", 8)
+    shutil.copy(tmp_path / "more" / "img6.jpg", gallery / "new.jpg")
+    (gallery / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    report = build_index(gallery, real_artifacts, out, cache, progress=False)
+    assert report.added == ["new.jpg"] and report.changed == ["img1.jpg"] and report.removed == ["img0.jpg"]
+    assert report.unchanged == 4 and [path for path, _ in report.skipped] == ["broken.jpg"]
+    assert "broken.jpg" in report.skipped[0][1]
+
+    after = GalleryIndex.load(out, mmap=False)
+    assert after.paths == ["img1.jpg", "img2.jpg", "img3.jpg", "img4.jpg", "new.jpg", "sub/img5.jpg"]
+    rows_before, rows_after = before.rows(), after.rows()
+    changed = image_id("img1.jpg")
+    np.testing.assert_array_equal(after.features[rows_after[changed]], before.features[rows_before[image_id("img2.jpg")]])
+    kept = image_id("img3.jpg")
+    np.testing.assert_array_equal(after.store.vectors[rows_after[kept]], before.store.vectors[rows_before[kept]])
+    assert len(list(out.glob("data-*"))) == 1  # the previous data folder was swapped out and removed
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_load_errors_name_the_file(gallery, tmp_path, real_artifacts):
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        GalleryIndex.load(tmp_path / "nowhere")
+    out = tmp_path / "index"
+    build_index(gallery, real_artifacts, out, tmp_path / "cache", progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    data = out / manifest["data"]
+    np.save(data / "child.npy", np.zeros(2, dtype=bool))
+    with pytest.raises(IndexFormatError, match="child.npy: 2 rows for 6 ids"):
+        GalleryIndex.load(out)
+    (out / "manifest.json").write_text(json.dumps({**manifest, "format": "other/9"}))
+    with pytest.raises(IndexFormatError, match="field format"):
+        GalleryIndex.load(out)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_missing_gallery_is_a_clear_error(tmp_path, real_artifacts):
+    with pytest.raises(FileNotFoundError, match="gallery folder not found"):
+        build_index(tmp_path / "absent", real_artifacts, tmp_path / "index", progress=False)

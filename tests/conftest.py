@@ -42,15 +42,20 @@ def real_data() -> Path:
 
 @pytest.fixture(scope="session")
 def real_artifacts(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Models trained once per session on the real data (embeddings cached with them); data tests share it.
+    """Models trained once per session on the real data by `picsearch train`; data tests share them.
 
     ``$PICSEARCH_TEST_ARTIFACTS`` names a folder to train into or, when it already holds models
     trained on this data, to reuse (saves the training time on repeated local runs).
     """
+    from typer.testing import CliRunner
+
     from picsearch.data import load_dataset
-    from picsearch.search.demo import ensure_trained
+    from picsearch.interfaces.cli import app
+    from picsearch.search.demo import trained_on
 
     reuse = os.environ.get("PICSEARCH_TEST_ARTIFACTS")
     artifacts = Path(reuse) if reuse else tmp_path_factory.mktemp("artifacts")
-    ensure_trained(load_dataset(real_data), artifacts, log=lambda _: None)
+    if not trained_on(load_dataset(real_data), artifacts):
+        result = CliRunner().invoke(app, ["train", "--data", str(real_data), "--out", str(artifacts)])
+        assert result.exit_code == 0, result.output
     return artifacts

@@ -2,16 +2,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from picsearch.config import DEFAULT_ARTIFACTS, default_cache_dir
 from picsearch.interfaces.cli import app
 from picsearch.models import RelevanceBundle
-import pandas as pd
-
-from picsearch.models.train import GALLERIES, Encoders, _galleries, joint_options
 from picsearch.models.matching import ImageLayout
+from picsearch.models.train import GALLERIES, Encoders, _galleries, joint_options
 
 
 def test_shared_space_only_for_the_two_towers_of_one_clip() -> None:
@@ -47,11 +45,8 @@ def test_galleries_drop_captions_with_a_second_right_answer() -> None:
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_train_end_to_end_on_real_data(real_data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "artifacts"
-    cache = default_cache_dir(DEFAULT_ARTIFACTS)  # shared with the other real-data steps: embeds once
-    result = CliRunner().invoke(app, ["train", "--data", str(real_data), "--out", str(out), "--cache", str(cache)])
-    assert result.exit_code == 0, result.output
+def test_train_end_to_end_on_real_data(real_data: Path, real_artifacts: Path) -> None:
+    out = real_artifacts  # written by `picsearch train` once per session (tests/conftest.py)
     metrics = json.loads((out / "metrics.json").read_text())
     models = metrics["models"]
     assert set(models) == {"concat_ridge", "concat_mlp", "concat_lgbm", "matching_head"}

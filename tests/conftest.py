@@ -59,3 +59,27 @@ def real_artifacts(real_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
         result = CliRunner().invoke(app, ["train", "--data", str(real_data), "--out", str(artifacts)])
         assert result.exit_code == 0, result.output
     return artifacts
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random two-tower CLIP folder (tests/hub_models.py)."""
+    from hub_models import build_clip
+
+    return build_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def resnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ResNet classification checkpoint folder (tests/hub_models.py)."""
+    from hub_models import build_resnet
+
+    return build_resnet(tmp_path_factory.mktemp("tiny-resnet"))
+
+
+@pytest.fixture(scope="session")
+def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT folder with its tokenizer (tests/hub_models.py)."""
+    from hub_models import build_bert
+
+    return build_bert(tmp_path_factory.mktemp("tiny-bert"))

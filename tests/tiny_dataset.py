@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 TRAIN_IMAGES = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
@@ -19,18 +20,36 @@ TEST_CAPTIONS = {
     "t1.jpg#1": "A grey cat , asleep .",
     "t2.jpg#0": "Boats in a harbour at sunset .",
 }
+SUBJECTS = ["dog", "man", "cat", "boy", "horse", "woman", "bird", "girl"]
+"""Subjects of generated captions: every fourth is a child, so a quarter of the generated images are."""
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (90, 90, 90), (250, 250, 250)]
 
 
-def expert_rows() -> list[tuple[str, str, int, int, int]]:
-    """Every train image with every caption; matching pairs score high, others low, with some spread."""
+def generated_captions(extra: int) -> dict[str, str]:
+    """One caption each for ``extra`` generated train images ``g000.jpg``, ``g001.jpg``, ..."""
+    return {
+        f"g{k:03d}.jpg#0": f"A {SUBJECTS[k % len(SUBJECTS)]} near a {'red blue green'.split()[k % 3]} wall ."
+        for k in range(extra)
+    }
+
+
+def expert_rows(extra: int = 0) -> list[tuple[str, str, int, int, int]]:
+    """Every fixed train image with every fixed caption; each generated image with its own caption and the
+    next two generated captions. Matching pairs score high, others low, with some spread."""
     rows = []
     for i, image in enumerate(TRAIN_IMAGES):
         for j, query_id in enumerate(CAPTIONS):
-            match = image == query_id.split("#")[0]
-            scores = (4, 4, 3) if match else (1 + (i + j) % 2, 1 + (i * j) % 3, 1 + (i + 2 * j) % 4)
-            rows.append((image, query_id, *scores))
+            rows.append((image, query_id, *_scores(image == query_id.split("#")[0], i, j)))
+    generated = list(generated_captions(extra))
+    for i, own in enumerate(generated):
+        for j in range(3):
+            query_id = generated[(i + j) % extra]
+            rows.append((own.split("#")[0], query_id, *_scores(j == 0, i, j)))
     return rows
+
+
+def _scores(match: bool, i: int, j: int) -> tuple[int, int, int]:
+    return (4, 4, 3) if match else (1 + (i + j) % 2, 1 + (i * j) % 3, 1 + (i + 2 * j) % 4)
 
 
 def crowd_rows() -> list[tuple[str, str, str, int, int]]:
@@ -48,17 +67,24 @@ def _frac(yes: int, total: int) -> str:
     return "1" if yes == total else "0" if yes == 0 else f"{yes / total:.15f}"
 
 
-def write_tiny_dataset(root: Path) -> Path:
-    """Write the tiny dataset under ``root`` and return ``root``."""
+def write_tiny_dataset(root: Path, extra: int = 0) -> Path:
+    """Write the tiny dataset under ``root`` and return ``root``.
+
+    ``extra`` adds that many generated train images (random pixels) with one caption each, enough for
+    grouped CV and the child detector's folds when it is a few dozen."""
     for folder, names in (("train_images", TRAIN_IMAGES), ("test_images", TEST_IMAGES)):
         (root / folder).mkdir(parents=True, exist_ok=True)
         for k, name in enumerate(names):
             Image.new("RGB", (16, 12), COLORS[k % len(COLORS)]).save(root / folder / name, "JPEG")
+    rng = np.random.default_rng(0)
+    for query_id in generated_captions(extra):
+        pixels = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "train_images" / query_id.split("#")[0], "JPEG")
     train = ["image,query_id,query_text"]
-    texts = {query_id: _csv_quote(text) for query_id, text in CAPTIONS.items()}
-    train += [f"{image},{query_id},{texts[query_id]}" for image, query_id, *_ in expert_rows()]
+    texts = {query_id: _csv_quote(text) for query_id, text in (CAPTIONS | generated_captions(extra)).items()}
+    train += [f"{image},{query_id},{texts[query_id]}" for image, query_id, *_ in expert_rows(extra)]
     _write(root / "train_dataset.csv", train)
-    _write(root / "ExpertAnnotations.tsv", ["\t".join(map(str, row)) for row in expert_rows()])
+    _write(root / "ExpertAnnotations.tsv", ["\t".join(map(str, row)) for row in expert_rows(extra)])
     _write(root / "CrowdAnnotations.tsv", ["\t".join(map(str, row)) for row in crowd_rows()])
     queries = ["|query_id|query_text|image"]
     queries += [f"{n}|{qid}|{text}|{qid.split('#')[0]}" for n, (qid, text) in enumerate(TEST_CAPTIONS.items())]

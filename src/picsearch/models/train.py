@@ -311,7 +311,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
     ]
     lines = [
         "# picsearch relevance model card", "",
-        f"Selected: **{card['selected']}** (lowest 5-fold grouped CV RMSE); joint space: {card['joint_weights']}.", "",
+        f"Selected: **{card['selected']}** (lowest {metrics['training_data']['folds']}-fold grouped CV RMSE); "
+        f"joint space: {card['joint_weights']}.", "",
         f"Image encoder `{card['encoders']['image']['id']}`, text encoder `{card['encoders']['text']['id']}`.", "",
         "| model | RMSE (CV) | MAE | tau_c expert | tau_b crowd | RMSE hold-out |", "|---|---|---|---|---|---|",
         *rows, "", "Data (sha256): " + ", ".join(f"`{k}` {v[:12]}" for k, v in card["data"].items()), "",

@@ -268,17 +268,17 @@ def test_static_assets_are_local(client: TestClient) -> None:
         assert "http://" not in response.text.replace("http://www.w3.org/2000/svg", "")
 
 
-# --- The app over a real index (the search layer's Searcher and a small trained model) ---
+# --- The app over a real index (the search layer's Searcher and the models trained on the real data) ---
 
 
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory: pytest.TempPathFactory, search_model: Path) -> Path:
+def index_dir(tmp_path_factory: pytest.TempPathFactory, real_artifacts: Path) -> Path:
     from picsearch.index import build_index
     from test_index import write_gallery as write_index_gallery
 
     folder = tmp_path_factory.mktemp("web-index")
     write_index_gallery(folder / "gallery", 6)
-    build_index(folder / "gallery", search_model, folder / "index", folder / "cache", progress=False)
+    build_index(folder / "gallery", real_artifacts, folder / "index", folder / "cache", progress=False)
     return folder / "index"
 
 
@@ -304,6 +304,7 @@ def real_searcher(opened, index_dir: Path):
     return with_child_flags(opened, index_dir, [])
 
 
+@pytest.mark.data
 def test_real_index_end_to_end(real_searcher, tmp_path: Path) -> None:
     client = TestClient(create_app(real_searcher, tmp_path / "thumbs"))
     query = "a red ball on a green field"
@@ -323,6 +324,7 @@ def test_real_index_end_to_end(real_searcher, tmp_path: Path) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "images": len(real_searcher)}
 
 
+@pytest.mark.data
 def test_real_index_blocks_and_filters(real_searcher, tmp_path: Path) -> None:
     client = TestClient(create_app(real_searcher, tmp_path / "thumbs"))
     blocked = client.get("/api/search", params={"q": "Мальчик на велосипеде"}).json()
@@ -332,6 +334,7 @@ def test_real_index_blocks_and_filters(real_searcher, tmp_path: Path) -> None:
     assert strict["results"] == []
 
 
+@pytest.mark.data
 def test_child_flagged_images_are_never_served(opened, index_dir: Path, tmp_path: Path) -> None:
     guarded = with_child_flags(opened, index_dir, [0])  # the detector flags the first image
     index = guarded.index
@@ -344,6 +347,7 @@ def test_child_flagged_images_are_never_served(opened, index_dir: Path, tmp_path
     assert client.get(f"/images/{index.ids[1]}").status_code == 200
 
 
+@pytest.mark.data
 def test_serve_command_wires_the_index(opened, index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
     from typer.testing import CliRunner

@@ -22,6 +22,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from picsearch.storage import write_bytes
+
 FORMAT = 1
 log = logging.getLogger(__name__)
 
@@ -39,16 +41,6 @@ def file_digest(path: str | os.PathLike) -> str:
 def text_digest(text: str) -> str:
     """The cache key of a text (exact UTF-8 bytes)."""
     return content_digest(text.encode("utf-8"))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (readers never see a partial file)."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -132,8 +124,8 @@ class EmbeddingStore:
             "blake2b": content_digest(data),
             "keys": keys,
         }
-        write_atomic(self.folder / f"{name}.npy", data)
-        write_atomic(self.folder / f"{name}.json", json.dumps(manifest).encode("utf-8"))
+        write_bytes(self.folder / f"{name}.npy", data)
+        write_bytes(self.folder / f"{name}.json", json.dumps(manifest).encode("utf-8"))
         self._register(name, keys, vectors)
 
     def _register(self, name: str, keys: list[str], vectors: np.ndarray) -> None:

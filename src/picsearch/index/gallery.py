@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from picsearch.data.images import IMAGE_SUFFIXES
-from picsearch.index.io import load_array, load_json, save_array, save_json
+from picsearch.storage import load_array, load_json, save_array, save_json
 from picsearch.index.store import NumpyStore
 
 FORMAT = "picsearch-index/1"

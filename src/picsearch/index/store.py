@@ -7,7 +7,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from picsearch.index.io import load_array, save_array
+from picsearch.storage import load_array, save_array
 
 BLOCK_ROWS = 65_536  # rows scored per matmul: bounds the float32 copy of a float16 store
 

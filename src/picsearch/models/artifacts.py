@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
-from picsearch.features.cache import write_atomic
 from picsearch.models.base import Exported, nest, unnest
 from picsearch.models.child import ChildDetector
 from picsearch.models.heads import RelevanceModel, restore_model
 from picsearch.models.matching import JointSpace, restore_matcher
+from picsearch.storage import save_json, write_bytes
 
 FORMAT = 1
 MANIFEST = "model.json"
@@ -31,22 +31,16 @@ class ArtifactError(ValueError):
     """An artifacts folder is missing a file or has an unknown format."""
 
 
-def write_json(path: Path, payload: Any) -> None:
-    """``payload`` as indented JSON, written atomically."""
-    write_atomic(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode("utf-8"))
-
-
 def _save_exported(folder: Path, name: str, exported: Exported) -> dict[str, Any]:
     """Arrays -> ``name.safetensors``, texts -> ``name.N.lgb.txt``; returns the JSON entry naming them."""
     entry: dict[str, Any] = {"params": exported.params, "texts": {}}
     if exported.arrays:
-        tmp = folder / f".{name}.safetensors.tmp"
-        save_file({k: np.ascontiguousarray(v) for k, v in exported.arrays.items()}, str(tmp))
-        os.replace(tmp, folder / f"{name}.safetensors")
+        arrays = {k: np.ascontiguousarray(v) for k, v in exported.arrays.items()}
+        write_bytes(folder / f"{name}.safetensors", save(arrays))
         entry["arrays"] = f"{name}.safetensors"
     for number, (key, text) in enumerate(sorted(exported.texts.items())):
         filename = f"{name}.{number}.lgb.txt"
-        write_atomic(folder / filename, text.encode("utf-8"))
+        write_bytes(folder / filename, text.encode("utf-8"))
         entry["texts"][key] = filename
     return entry
 
@@ -124,7 +118,7 @@ class RelevanceBundle:
             "joint": _save_exported(folder, "joint", joint),
             "child": _save_exported(folder, "child", self.child.export()),
         }
-        write_json(folder / MANIFEST, manifest)
+        save_json(folder / MANIFEST, manifest)
         return folder
 
     @classmethod

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from picsearch.data.tables import (
     CROWD_TSV, EXPERT_TSV, TEST_QUERIES_CSV, TRAIN_CSV, Dataset, caption_image,
 )
-from picsearch.models.artifacts import METRICS, MODEL_CARD, RelevanceBundle, write_atomic, write_json
+from picsearch.models.artifacts import METRICS, MODEL_CARD, RelevanceBundle
 from picsearch.models.classes import class_prompts
 from picsearch.models.child import detection_metrics, train_child_detector
 from picsearch.models.evaluate import (
@@ -33,6 +33,7 @@ from picsearch.models.splits import grouped_folds, grouped_holdout, split_images
 from picsearch.models.trainset import Target, TrainingSet, build_training_set
 from picsearch.policy import is_blocked
 from picsearch.policy.filter import CROWD_CONFIRMED, child_images
+from picsearch.storage import save_json, write_bytes
 
 RERANK_CANDIDATES = 20
 RANKING_WEIGHT = 0.1
@@ -326,14 +327,14 @@ def save_training(folder: Path, dataset: Dataset, result: TrainResult) -> Path:
     """Write bundle, metrics.json, model_card.json and MODEL_CARD.md into ``folder`` (each atomically)."""
     folder = Path(folder)
     result.bundle.save(folder)
-    write_json(folder / METRICS, result.metrics)
+    save_json(folder / METRICS, result.metrics)
     card = model_card(dataset, result.metrics, result.bundle)
-    write_json(folder / "model_card.json", card)
-    write_atomic(folder / MODEL_CARD, _card_markdown(card).encode("utf-8"))
+    save_json(folder / "model_card.json", card)
+    write_bytes(folder / MODEL_CARD, _card_markdown(card).encode("utf-8"))
     predictions = pd.DataFrame({name: r.predictions for name, r in result.cv.items()})
     predictions.insert(0, "query_id", dataset.expert.loc[predictions.index, "query_id"])
     predictions.insert(0, "image", dataset.expert.loc[predictions.index, "image"])
-    write_atomic(folder / "cv_predictions.csv", predictions.to_csv(index_label="expert_row").encode("utf-8"))
+    write_bytes(folder / "cv_predictions.csv", predictions.to_csv(index_label="expert_row").encode("utf-8"))
     return folder
 
 

@@ -14,7 +14,8 @@ from picsearch import labels
 from picsearch.data.tables import EXPERT_SCORES, Dataset, load_dataset
 from picsearch.data.validate import ValidationReport, validate_dataset
 from picsearch.policy.filter import FilterResult, training_filter
-from picsearch.reports import markdown_table, save_figure, write_bytes_atomic
+from picsearch.reports import markdown_table, save_figure
+from picsearch.storage import write_bytes
 
 REPORT_NAME = "data_report.md"
 _SCORE_LEVELS = np.arange(10) / 9  # exp_mean_score takes the values k/9
@@ -36,7 +37,7 @@ def write_data_report(root: Path, out: Path) -> Path:
         _policy(dataset, training_filter(dataset), out),
     ]
     path = out / REPORT_NAME
-    write_bytes_atomic(path, ("\n\n".join(sections) + "\n").encode("utf-8"))
+    write_bytes(path, ("\n\n".join(sections) + "\n").encode("utf-8"))
     return path
 
 

@@ -12,7 +12,8 @@ import pandas as pd
 from picsearch.data.tables import Dataset
 from picsearch.labels import agreement, exp_mean_score
 from picsearch.models.artifacts import METRICS
-from picsearch.reports import save_figure, write_bytes_atomic
+from picsearch.reports import save_figure
+from picsearch.storage import write_bytes
 
 PREDICTIONS = "cv_predictions.csv"
 BINS = np.linspace(0.0, 1.0, 11)
@@ -155,5 +156,5 @@ def write_models_report(artifacts: Path, dataset: Dataset, out: Path) -> Path:
         "![error by agreement](error_by_agreement.png)", "",
     ])
     path = out / "models.md"
-    write_bytes_atomic(path, text.encode("utf-8"))
+    write_bytes(path, text.encode("utf-8"))
     return path

@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from picsearch.data.images import read_image
-from picsearch.index.io import write_bytes
+from picsearch.storage import write_bytes
 from picsearch.search.searcher import SearchResult
 
 THUMB = 180

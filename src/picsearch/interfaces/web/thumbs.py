@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import threading
 from pathlib import Path
 
 from PIL import Image
 
 from picsearch.data.images import read_image
+from picsearch.storage import atomic_file
 
 THUMB_SIZE = 480  # longest side; grid cells are ~240 CSS px, so sharp on 2x screens
 JPEG_QUALITY = 82
@@ -54,12 +53,5 @@ class ThumbnailCache:
     def _write(self, source: Path, target: Path) -> None:
         image = read_image(source)
         image.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".jpg")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                image.save(out, format="JPEG", quality=self.quality, optimize=True, progressive=True)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        with atomic_file(target) as out:
+            image.save(out, format="JPEG", quality=self.quality, optimize=True, progressive=True)

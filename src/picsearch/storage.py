@@ -1,9 +1,13 @@
-"""Safe, atomic file formats for the index: numpy without pickle, JSON."""
+"""Safe, atomic file writes shared by every layer: bytes, numpy without pickle, JSON.
+
+A file is written to a unique temporary name beside it, synced, then renamed into place, so
+readers (and an interrupted run) never see a partial file."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -15,9 +19,10 @@ import numpy as np
 def atomic_file(path: Path) -> Iterator[BinaryIO]:
     """A binary handle on a temporary file that replaces ``path`` only once fully written and synced."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
     try:
-        with open(tmp, "wb") as handle:
+        with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -43,7 +48,7 @@ def save_array(path: Path, array: np.ndarray) -> None:
 def load_array(path: Path, mmap: bool = False) -> np.ndarray:
     """Read a ``.npy`` file with ``allow_pickle=False``; ``mmap`` maps it read-only."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing index file")
+        raise FileNotFoundError(f"{path}: missing file")
     try:
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except ValueError as exc:
@@ -58,7 +63,7 @@ def save_json(path: Path, data: Any) -> None:
 def load_json(path: Path) -> Any:
     """Read a JSON file; errors name the file."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing index file")
+        raise FileNotFoundError(f"{path}: missing file")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

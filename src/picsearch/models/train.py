@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from picsearch.models.splits import grouped_folds, grouped_holdout, split_images
 from picsearch.models.trainset import Target, TrainingSet, build_training_set
 from picsearch.policy import is_blocked
 from picsearch.policy.filter import CROWD_CONFIRMED, child_images
-from picsearch.storage import save_json, write_bytes
+from picsearch.storage import file_sha256, save_json, write_bytes
 
 RERANK_CANDIDATES = 20
 RANKING_WEIGHT = 0.1
@@ -273,14 +272,6 @@ def _child_detector(dataset: Dataset, image_feats: np.ndarray, image_row: dict[s
         "test_images": detection_metrics(test_probs, test_labels, report.detector.threshold),
     }
     return report.detector, summary
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "torch", "safetensors")

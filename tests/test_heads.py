@@ -3,7 +3,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from picsearch.models.heads import ConcatLGBM, ConcatMLP, ConcatRidge, MatchingHead, ranking_rows, restore_model
+from picsearch.models.heads import ConcatLGBM, ConcatMLP, ConcatRidge, MatchingHead, restore_model, top_k_mean
 from picsearch.models.matching import CaptionTransferMatcher, RidgeMatcher
 from synthetic_models import LAYOUT, synthetic_training_set
 
@@ -45,14 +45,23 @@ def test_matching_head_learns_the_synthetic_relation() -> None:
     assert np.corrcoef(predicted, held["exp_mean_score"])[0, 1] > 0.5
 
 
-def test_ranking_rows_pair_each_positive_with_a_random_other_image() -> None:
-    rows = ranking_rows(DATA.positives, weight=0.5, seed=1)
-    matched, mismatched = rows[rows["target"] == 1.0], rows[rows["target"] == 0.0]
-    assert len(matched) == len(DATA.positives) and 0.8 * len(matched) < len(mismatched) <= len(matched)
-    own = dict(zip(DATA.positives["query_id"], DATA.positives["image"]))
-    assert (mismatched["image"] != mismatched["query_id"].map(own)).all()
-    assert (rows["weight"] == 0.5).all() and not rows["expert"].any()
+def test_top_k_mean_averages_the_largest_values_of_each_row() -> None:
+    sims = np.array([[0.1, 0.9, 0.5, 0.7], [0.0, -1.0, 0.2, 0.4]])
+    assert np.allclose(top_k_mean(sims, 2), [0.8, 0.3])
+    assert np.allclose(top_k_mean(sims, 10), sims.mean(axis=1))  # fewer values than k: all of them
 
+
+def test_matching_head_relative_similarity_is_measured_against_the_query_best_training_images() -> None:
+    head = models()[3].fit(DATA.restrict({f"img{i}.jpg" for i in range(35)}))
+    images, texts = DATA.pair_feats(DATA.evaluation.iloc[:7])
+    features = head.features(images, texts)
+    assert features.shape == (7, 2 * len(head.matchers)) == (7, head.booster.num_feature())
+    for column, (name, matcher) in enumerate(head.matchers.items()):
+        embedded = matcher.embed_text(texts)
+        sims = np.einsum("nd,nd->n", matcher.embed_image(images), embedded)
+        best = np.sort(embedded @ head.references[name].T, axis=1)[:, ::-1][:, : head.reference_k]
+        assert np.allclose(features[:, 2 * column], sims, atol=1e-5)
+        assert np.allclose(features[:, 2 * column + 1], sims - best.mean(axis=1), atol=1e-5)
 
 
 def test_matching_head_score_never_falls_as_a_similarity_rises() -> None:
@@ -60,8 +69,9 @@ def test_matching_head_score_never_falls_as_a_similarity_rises() -> None:
     noise = DATA.pairs.assign(target=np.random.default_rng(1).uniform(size=len(DATA.pairs)))
     head = models()[3].fit(replace(DATA, pairs=noise))
     steps = np.linspace(-1, 1, 201, dtype=np.float32)
+    n_features = head.booster.num_feature()
     for other in np.linspace(-1, 1, 21, dtype=np.float32):
-        for column in range(2):
-            grid = np.full((len(steps), 2), other, dtype=np.float32)
+        for column in range(n_features):
+            grid = np.full((len(steps), n_features), other, dtype=np.float32)
             grid[:, column] = steps
             assert np.all(np.diff(head.booster.predict(grid)) >= -1e-12)

@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from picsearch.interfaces.cli import app
+from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.models import RelevanceBundle
 from picsearch.models.matching import ImageLayout
 from picsearch.models.train import GALLERIES, Encoders, _galleries, joint_options
@@ -61,7 +62,7 @@ def test_train_end_to_end_on_real_data(real_data: Path, real_artifacts: Path) ->
     joint, reranked = retrieval["options"][retrieval["joint"]], retrieval["options"][f"{retrieval['joint']}+rerank"]
     assert joint["recall@5"] > 0.6 and reranked["mrr"] > joint["mrr"] - 0.02  # ordering by score loses nothing
     bundle = RelevanceBundle.load(out)
-    assert bundle.image_encoder == "effnet-lite0" and bundle.text_encoder == "minilm"
+    assert bundle.image_encoder == DEFAULT_IMAGE_ENCODER and bundle.text_encoder == DEFAULT_TEXT_ENCODER
     report = CliRunner().invoke(app, ["report", "models", "--model", str(out), "--data", str(real_data)])
     assert report.exit_code == 0, report.output
     assert (out / "report" / "models.md").read_text().count("| matching_head") == 1

@@ -12,7 +12,7 @@ from typing import Callable
 
 from picsearch.encoders.base import EncoderUnavailableError, ImageEncoder, TextEncoder
 
-DEFAULT_IMAGE_ENCODER = "effnet-lite0"
+DEFAULT_IMAGE_ENCODER = "effnet-lite2"
 DEFAULT_TEXT_ENCODER = "minilm"
 
 

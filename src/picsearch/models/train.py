@@ -35,10 +35,6 @@ from picsearch.policy.filter import CROWD_CONFIRMED, child_images
 from picsearch.storage import file_sha256, save_json, write_bytes
 
 RERANK_CANDIDATES = 20
-RANKING_WEIGHT = 0.1
-"""Row weight of the matching head's ranking rows: with them (and a monotone head) search by score matches
-search by joint cosine in CV (MRR 0.39 -> 0.47) while RMSE and tau_c on expert pairs improve a little; at 0.3
-the order gains 1 pt more Recall@5 but RMSE loses 0.009."""
 GALLERY_SIZE = 100
 """The retrieval estimate searches galleries of this size, the size of test_images/."""
 GALLERIES = 3
@@ -95,7 +91,7 @@ def candidate_models(encoders: Encoders) -> dict[str, ModelFactory]:
         "concat_ridge": lambda: ConcatRidge(layout),
         "concat_mlp": lambda: ConcatMLP(layout),
         "concat_lgbm": lambda: ConcatLGBM(layout),
-        "matching_head": lambda: MatchingHead(matchers, ranking_weight=RANKING_WEIGHT),
+        "matching_head": lambda: MatchingHead(matchers),
     }
 
 

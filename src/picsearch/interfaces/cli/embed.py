@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from picsearch.config import default_cache_dir
+from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.features.embed import DEFAULT_BATCH
 from picsearch.interfaces.cli.common import DataOption, console, data_dir, user_errors
 
@@ -22,8 +23,10 @@ def embed(
     data: DataOption = None,
     image_encoder: Annotated[
         str, typer.Option(help="Image encoder: effnet-lite0, effnet-lite2, clip[:HUB_NAME_OR_FOLDER], resnet18[:...].")
-    ] = "effnet-lite0",
-    text_encoder: Annotated[str, typer.Option(help="Text encoder: minilm, clip[:...], bert[:...].")] = "minilm",
+    ] = DEFAULT_IMAGE_ENCODER,
+    text_encoder: Annotated[
+        str, typer.Option(help="Text encoder: minilm, clip[:...], bert[:...].")
+    ] = DEFAULT_TEXT_ENCODER,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder (default artifacts/cache).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = DEFAULT_BATCH,
 ) -> None:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from picsearch.config import DEFAULT_ARTIFACTS, default_cache_dir
+from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.interfaces.cli.common import DataOption, console, data_dir, user_errors
 
 ArtifactsOption = Annotated[Path, typer.Option("--out", help="Artifacts folder to write.")]
@@ -17,8 +18,8 @@ ArtifactsOption = Annotated[Path, typer.Option("--out", help="Artifacts folder t
 def train(
     data: DataOption = None,
     out: ArtifactsOption = DEFAULT_ARTIFACTS,
-    image_encoder: Annotated[str, typer.Option(help="Image encoder registry name.")] = "effnet-lite0",
-    text_encoder: Annotated[str, typer.Option(help="Text encoder registry name.")] = "minilm",
+    image_encoder: Annotated[str, typer.Option(help="Image encoder registry name.")] = DEFAULT_IMAGE_ENCODER,
+    text_encoder: Annotated[str, typer.Option(help="Text encoder registry name.")] = DEFAULT_TEXT_ENCODER,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Embedding cache (default: OUT/cache).")] = None,
     folds: Annotated[int, typer.Option(help="Grouped CV folds.")] = 5,
 ) -> None:

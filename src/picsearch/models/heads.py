@@ -10,7 +10,6 @@ from typing import Any, Callable, Protocol
 
 import lightgbm as lgb
 import numpy as np
-import pandas as pd
 import torch
 
 from picsearch.models.base import Exported, Standardizer, nest, ridge_solve, unnest

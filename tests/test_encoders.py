@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from picsearch.data import load_dataset
@@ -27,7 +28,7 @@ CAT_CLASSES = slice(281, 286)  # ImageNet-1k: domestic cats
 
 
 def test_registry_names() -> None:
-    assert {"effnet-lite0", "effnet-lite2", "clip", "resnet18"} <= set(IMAGE_ENCODERS)
+    assert {"effnet-lite0", "effnet-lite2", "effnet-lite0+lite2", "clip", "resnet18"} <= set(IMAGE_ENCODERS)
     assert {"minilm", "clip", "bert"} <= set(TEXT_ENCODERS)
     assert isinstance(get_image_encoder("effnet-lite0"), ImageEncoder)  # weights load lazily: cheap
     assert isinstance(get_text_encoder("minilm"), TextEncoder)
@@ -81,12 +82,13 @@ def dog_and_cat(real_data: Path) -> list[Image.Image]:
 
 @pytest.mark.data
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["effnet-lite0", "effnet-lite2"])
+@pytest.mark.parametrize("name", ["effnet-lite0", "effnet-lite2", "effnet-lite0+lite2"])
 def test_effnet_on_real_photos(name: str, dog_and_cat: list[Image.Image]) -> None:
     encoder = get_image_encoder(name)
     vectors = encoder.encode(dog_and_cat)
-    assert vectors.shape == (2, 2280) and vectors.dtype == np.float32
-    pooled, probs = vectors[:, :1280], vectors[:, 1280:]
+    assert vectors.shape == (2, encoder.dim) and vectors.dtype == np.float32
+    pooled, probs = vectors[:, slice(*encoder.fields["pooled"])], vectors[:, slice(*encoder.fields["probs"])]
+    assert probs.shape[1] == 1000 and encoder.fields["pooled"][1] == encoder.fields["probs"][0]
     assert np.isfinite(vectors).all() and pooled.min() >= 0  # ReLU6 features
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     dog, cat = probs
@@ -98,6 +100,23 @@ def test_effnet_on_real_photos(name: str, dog_and_cat: list[Image.Image]) -> Non
     # deterministic, and a vector does not depend on its batch mates
     np.testing.assert_allclose(encoder.encode(dog_and_cat[:1])[0], vectors[0], atol=1e-5)
     np.testing.assert_array_equal(encoder.encode(dog_and_cat), vectors)
+
+
+@pytest.mark.slow
+def test_fused_effnet_is_lite2_and_lite0_on_the_same_crop() -> None:
+    fused, lite0, lite2 = (get_image_encoder(f"effnet-{v}") for v in ("lite0+lite2", "lite0", "lite2"))
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    batch = fused.preprocess(photo)[None]
+    vector = fused.encode_arrays(batch)[0]
+    large = lite2.encode_arrays(batch)[0]
+    small = lite0.encode_arrays(
+        torch.nn.functional.interpolate(torch.from_numpy(batch), size=(224, 224), mode="bilinear", antialias=True)
+        .numpy()
+    )[0]
+    np.testing.assert_allclose(vector[:1280], small[:1280], atol=1e-5)
+    np.testing.assert_allclose(vector[1280:2560], large[:1280], atol=1e-5)
+    np.testing.assert_allclose(vector[2560:], (small[1280:] + large[1280:]) / 2, atol=1e-6)
+    assert fused.id != lite2.id and fused.preprocess(photo).shape == (3, 260, 260)
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from picsearch.data.images import list_images, read_image
 from picsearch.encoders import ImageEncoder, get_image_encoder, get_text_encoder
 from picsearch.features.embed import DEFAULT_BATCH, configure_threads, embed_images
 
-IMAGE_ENCODERS = ("effnet-lite0", "effnet-lite2")
+IMAGE_ENCODERS = ("effnet-lite0", "effnet-lite2", "effnet-lite0+lite2")
 TEXT_ENCODER = "minilm"
 REPEATS = 2  # speeds are best-of-2 (the machine is shared)
 

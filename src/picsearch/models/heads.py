@@ -198,10 +198,11 @@ class MatchingHead:
     mean similarity of the text to its :data:`QUERY_REFERENCE_K` closest training images.
 
     Raw cosines are not comparable across queries (a generic caption is close to every picture); the relative
-    similarity says how this image stands against the best the training set offers for this caption:
-    -0.008 CV RMSE, +0.015 tau_c. The head's training features are out-of-fold: each inner fold's matchers
-    are fitted on the positive pairs of the other images only, so the head learns how similarities of
-    *unseen* images relate to the scores. Then the matchers are refitted on all positives of the training images.
+    similarity says how this image stands against the best the training set offers for this caption.
+
+    The head's training features are out-of-fold: each inner fold's matchers are fitted on the positive pairs of
+    the other images only, so the head learns how similarities of *unseen* images relate to the scores. Then the
+    matchers are refitted on all positives of the training images.
     """
 
     kind = "matching_head"

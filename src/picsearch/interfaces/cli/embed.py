@@ -22,7 +22,11 @@ def register(app: typer.Typer, report_app: typer.Typer) -> None:
 def embed(
     data: DataOption = None,
     image_encoder: Annotated[
-        str, typer.Option(help="Image encoder: effnet-lite0, effnet-lite2, clip[:HUB_NAME_OR_FOLDER], resnet18[:...].")
+        str,
+        typer.Option(
+            help="Image encoder: effnet-lite0+lite2 (default), effnet-lite0, effnet-lite2, clip[:HUB_NAME_OR_FOLDER], "
+            "resnet18[:...]."
+        ),
     ] = DEFAULT_IMAGE_ENCODER,
     text_encoder: Annotated[
         str, typer.Option(help="Text encoder: minilm, clip[:...], bert[:...].")

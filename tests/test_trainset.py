@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 
 from picsearch.data import load_dataset
+from picsearch.features import DatasetFeatures
 from picsearch.models.matching import ImageLayout
 from picsearch.models.trainset import build_training_set
 from tiny_dataset import write_tiny_dataset
@@ -20,10 +21,12 @@ def test_positives_add_high_expert_pairs_but_never_child_content(tmp_path: Path)
         expert.loc[row, ["first_exp", "second_exp", "third_exp"]] = scores
     images, texts = sorted(set(expert["image"])), sorted(set(expert["query_id"]))
     rng = np.random.default_rng(0)
-    data = build_training_set(
-        dataset, rng.normal(size=(len(images), 6)).astype(np.float32), {n: i for i, n in enumerate(images)},
-        rng.normal(size=(len(texts), 4)).astype(np.float32), {q: i for i, q in enumerate(texts)}, ImageLayout((0, 6)),
+    feats = DatasetFeatures(
+        "random-image", "random-text", {}, rng.normal(size=(len(images), 6)).astype(np.float32),
+        {n: i for i, n in enumerate(images)}, rng.normal(size=(len(texts), 4)).astype(np.float32),
+        {q: i for i, q in enumerate(texts)},
     )
+    data = build_training_set(dataset, feats, ImageLayout((0, 6)))
     positives = set(zip(data.positives["image"], data.positives["query_id"]))
     assert ("a.jpg", "c.jpg#0") in positives and ("c.jpg", "a.jpg#0") not in positives
     assert not {pair for pair in positives if "b.jpg" in pair or "b.jpg#0" in pair}

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from picsearch.data.tables import (
     CROWD_TSV, EXPERT_TSV, TEST_QUERIES_CSV, TRAIN_CSV, Dataset, caption_image,
 )
+from picsearch.features import DatasetFeatures, dataset_features, embed_texts
 from picsearch.models.artifacts import METRICS, MODEL_CARD, RelevanceBundle
 from picsearch.models.classes import class_prompts
 from picsearch.models.child import detection_metrics, train_child_detector
@@ -205,10 +206,7 @@ def _retrieval_queries(dataset: Dataset, data: TrainingSet) -> pd.DataFrame:
 
 def train_models(
     dataset: Dataset,
-    image_feats: np.ndarray,
-    image_row: dict[str, int],
-    text_feats: np.ndarray,
-    text_row: dict[str, int],
+    feats: DatasetFeatures,
     encoders: Encoders,
     config: TrainConfig = TrainConfig(),
     show_progress: bool = True,
@@ -217,10 +215,7 @@ def train_models(
     refit on everything, add the child detector."""
 
     def training_set(option: TrainingData) -> TrainingSet:
-        return build_training_set(
-            dataset, image_feats, image_row, text_feats, text_row, encoders.layout, option.target,
-            crowd_rows=option.crowd_rows,
-        )
+        return build_training_set(dataset, feats, encoders.layout, option.target, crowd_rows=option.crowd_rows)
 
     data = training_set(TRAINING_DATA_OPTIONS[config.data_options[0]])
     candidates = candidate_models(encoders)
@@ -267,7 +262,7 @@ def train_models(
     joint = JointSpace(matchers, joint_options(list(matchers))[joint_name])
 
     step("child detector")
-    child, metrics["child_detector"] = _child_detector(dataset, image_feats, image_row, encoders.layout)
+    child, metrics["child_detector"] = _child_detector(dataset, feats, encoders.layout)
     step("done")
     bar.close()
     metrics["training_data"] = {
@@ -281,16 +276,16 @@ def train_models(
     return TrainResult(bundle, metrics, cv)
 
 
-def _child_detector(dataset: Dataset, image_feats: np.ndarray, image_row: dict[str, int], layout: ImageLayout):
+def _child_detector(dataset: Dataset, feats: DatasetFeatures, layout: ImageLayout):
     """Fit on train images (labels from their captions), then measure on test images (their 5 captions)."""
-    train_names = sorted(set(dataset.train["image"]) & set(image_row))
+    train_names = sorted(set(dataset.train["image"]) & set(feats.image_row))
     children = child_images(dataset)
     labels = np.array([name in children for name in train_names])
-    report = train_child_detector(layout, image_feats[[image_row[n] for n in train_names]], labels)
+    report = train_child_detector(layout, feats.images(train_names), labels)
     queries = dataset.test_queries
     blocked_test = set(queries.loc[queries["query_text"].map(is_blocked), "image"])
-    test_names = sorted(set(queries["image"]) & set(image_row))
-    test_probs = report.detector.probability(image_feats[[image_row[n] for n in test_names]])
+    test_names = sorted(set(queries["image"]) & set(feats.image_row))
+    test_probs = report.detector.probability(feats.images(test_names))
     test_labels = np.array([name in blocked_test for name in test_names])
     summary = {
         "cv": report.cv, "c": report.detector.c, "threshold": report.detector.threshold,
@@ -360,7 +355,6 @@ def fit_from_dataset(
 ) -> TrainResult:
     """Embed (through the cache) every image, caption and ImageNet class prompt, then :func:`train_models`."""
     from picsearch.encoders import get_text_encoder
-    from picsearch.features import dataset_features, embed_texts
 
     feats = dataset_features(dataset, image_encoder, text_encoder, cache_dir, progress=True)
     layout = ImageLayout.from_fields(feats.fields, feats.image_vectors.shape[1])
@@ -371,6 +365,4 @@ def fit_from_dataset(
     )
     torch.set_num_threads(1)  # after embedding: these models are small, one thread beats two on a shared 2-core box
     encoders = Encoders(image_encoder, feats.image_encoder_id, text_encoder, feats.text_encoder_id, layout, class_texts)
-    return train_models(
-        dataset, feats.image_vectors, feats.image_row, feats.text_vectors, feats.text_row, encoders, config
-    )
+    return train_models(dataset, feats, encoders, config)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from picsearch.data.tables import Dataset, caption_image
+from picsearch.features import DatasetFeatures
 from picsearch.labels import CROWD_WEIGHT, combined_target, exp_mean_score
 from picsearch.models.matching import ImageLayout
 from picsearch.policy.filter import CROWD_CONFIRMED, training_filter
@@ -77,10 +78,7 @@ def positive_pairs(dataset: Dataset, known_texts: set[str], keep_crowd: np.ndarr
 
 def build_training_set(
     dataset: Dataset,
-    image_feats: np.ndarray,
-    image_row: dict[str, int],
-    text_feats: np.ndarray,
-    text_row: dict[str, int],
+    feats: DatasetFeatures,
     layout: ImageLayout,
     target: Target = "expert",
     crowd_weight: float = CROWD_WEIGHT,
@@ -92,6 +90,7 @@ def build_training_set(
     ``crowd_rows > 0`` adds the crowd pairs the experts did not rate, target ``true_frac``, with that row weight.
     Pairs whose image or caption has no vector are dropped.
     """
+    image_row, text_row = feats.image_row, feats.text_row
     kept = training_filter(dataset)
     every = expert_pairs(dataset, target, crowd_weight)
     every = every[every["image"].isin(image_row) & every["query_id"].isin(text_row)]
@@ -105,7 +104,7 @@ def build_training_set(
     allowed = ~positives["image"].isin(kept.child_images) & ~positives["query_id"].isin(kept.blocked_queries)
     positives = positives[allowed & positives["image"].isin(image_row)]
     return TrainingSet(
-        image_feats, image_row, text_feats, text_row, layout, pairs, positives.reset_index(drop=True), every
+        feats.image_vectors, image_row, feats.text_vectors, text_row, layout, pairs, positives.reset_index(drop=True), every
     )
 
 

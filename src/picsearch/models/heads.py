@@ -12,7 +12,7 @@ import lightgbm as lgb
 import numpy as np
 import torch
 
-from picsearch.models.base import Exported, Standardizer, nest, ridge_solve, unnest
+from picsearch.models.base import Exported, Standardizer, nest, ridge_solve, rowwise_cosine, unnest
 from picsearch.models.matching import ImageLayout, Matcher, restore_matcher
 from picsearch.models.splits import grouped_folds
 from picsearch.models.trainset import TrainingSet
@@ -239,11 +239,15 @@ class MatchingHead:
         self, matchers: dict[str, Matcher], references: dict[str, np.ndarray], image_feats: np.ndarray,
         text_feats: np.ndarray,
     ) -> np.ndarray:
+        # Rows repeat queries (a search scores one query against many images): embed each distinct one once.
+        queries, query_of_row = np.unique(text_feats, axis=0, return_inverse=True)
+        query_of_row = query_of_row.ravel()
         columns = []
         for name, matcher in matchers.items():
-            texts = matcher.embed_text(text_feats)
-            sims = np.einsum("nd,nd->n", matcher.embed_image(image_feats), texts)
-            columns += [sims, sims - top_k_mean(texts @ references[name].T, self.reference_k)]
+            texts = matcher.embed_text(queries)
+            sims = rowwise_cosine(matcher.embed_image(image_feats), texts[query_of_row])
+            baseline = top_k_mean(texts @ references[name].T, self.reference_k)
+            columns += [sims, sims - baseline[query_of_row]]
         return np.column_stack(columns)
 
     def features(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:

@@ -48,20 +48,25 @@ def test_matching_head_learns_the_synthetic_relation() -> None:
 def test_top_k_mean_averages_the_largest_values_of_each_row() -> None:
     sims = np.array([[0.1, 0.9, 0.5, 0.7], [0.0, -1.0, 0.2, 0.4]])
     assert np.allclose(top_k_mean(sims, 2), [0.8, 0.3])
+    assert np.allclose(top_k_mean(sims, 1), [0.9, 0.4])
     assert np.allclose(top_k_mean(sims, 10), sims.mean(axis=1))  # fewer values than k: all of them
+    assert np.allclose(top_k_mean(sims, None), sims.mean(axis=1))
 
 
 def test_matching_head_relative_similarity_is_measured_against_the_query_best_training_images() -> None:
     head = models()[3].fit(DATA.restrict({f"img{i}.jpg" for i in range(35)}))
     images, texts = DATA.pair_feats(DATA.evaluation.iloc[:7])
     features = head.features(images, texts)
-    assert features.shape == (7, 2 * len(head.matchers)) == (7, head.booster.num_feature())
-    for column, (name, matcher) in enumerate(head.matchers.items()):
+    per_matcher = 1 + len(head.reference_ks)
+    assert features.shape == (7, per_matcher * len(head.matchers)) == (7, head.booster.num_feature())
+    for index, (name, matcher) in enumerate(head.matchers.items()):
         embedded = matcher.embed_text(texts)
         sims = np.einsum("nd,nd->n", matcher.embed_image(images), embedded)
-        best = np.sort(embedded @ head.references[name].T, axis=1)[:, ::-1][:, : head.reference_k]
-        assert np.allclose(features[:, 2 * column], sims, atol=1e-5)
-        assert np.allclose(features[:, 2 * column + 1], sims - best.mean(axis=1), atol=1e-5)
+        ranked = np.sort(embedded @ head.references[name].T, axis=1)[:, ::-1]
+        column = per_matcher * index
+        assert np.allclose(features[:, column], sims, atol=1e-5)
+        for offset, k in enumerate(head.reference_ks, start=1):
+            assert np.allclose(features[:, column + offset], sims - ranked[:, :k].mean(axis=1), atol=1e-5)
 
 
 def test_matching_head_score_never_falls_as_a_similarity_rises() -> None:

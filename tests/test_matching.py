@@ -3,8 +3,8 @@ import pytest
 
 from picsearch.models.base import nest, unnest
 from picsearch.models.matching import (
-    CaptionTransferMatcher, ClassBridgeMatcher, ImageLayout, JointSpace, RidgeMatcher, SharedSpaceMatcher,
-    TwoTowerMatcher, restore_matcher, similarity,
+    CaptionTransferMatcher, ClassBridgeMatcher, ImageLayout, ImageTransferMatcher, JointSpace, RidgeMatcher,
+    SharedSpaceMatcher, TwoTowerMatcher, restore_matcher, similarity, soft_nearest_mean,
 )
 from synthetic_models import CLASSES, LAYOUT, TEXT_DIM, synthetic_training_set
 
@@ -18,6 +18,7 @@ def matchers():
         RidgeMatcher(LAYOUT, alpha=1.0),
         TwoTowerMatcher(LAYOUT, dim=8, epochs=100, lr=1e-2, batch_size=16, dropout=0.0),
         CaptionTransferMatcher(LAYOUT, k=5),
+        ImageTransferMatcher(LAYOUT, k=5),
         ClassBridgeMatcher(LAYOUT, CLASS_TEXTS),
         SharedSpaceMatcher(ImageLayout((0, TEXT_DIM))),
     ]
@@ -33,12 +34,30 @@ def test_embeddings_are_unit_rows_and_restore_exactly(matcher) -> None:
     np.testing.assert_array_equal(similarity(again, IMAGES[40:], TEXTS[40:]), similarity(matcher, IMAGES[40:], TEXTS[40:]))
 
 
-@pytest.mark.parametrize("matcher", matchers()[:3], ids=lambda m: m.kind)
+@pytest.mark.parametrize("matcher", matchers()[:4], ids=lambda m: m.kind)
 def test_fitted_matchers_rank_the_own_caption_of_unseen_images_high(matcher) -> None:
     matcher.fit(IMAGES[:45], TEXTS[:45])
     sims = matcher.embed_text(TEXTS[45:]) @ matcher.embed_image(IMAGES[45:]).T
     ranks = (sims > np.diag(sims)[:, None]).sum(axis=1)
     assert np.mean(ranks < 3) > 0.5  # chance is 3/15
+
+
+def test_soft_nearest_mean_weights_the_k_most_similar_values_by_softmax() -> None:
+    sims = np.array([[0.9, 0.1, 0.8], [0.0, 0.5, 0.2]])
+    values = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 2.0]])
+    got = soft_nearest_mean(sims, values, k=2, temperature=0.1)
+    w = 1 / (1 + np.exp(-1.0))  # softmax of (0.9, 0.8) / 0.1 gives the first e / (e + 1)
+    expected = np.array([w, 2 * (1 - w)]) / np.hypot(w, 2 * (1 - w))
+    np.testing.assert_allclose(got[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(got[1], [0.0, 1.0], atol=1e-6)  # the 2 nearest, 0.5 and 0.2, both point along y
+    np.testing.assert_allclose(soft_nearest_mean(sims, values, k=1, temperature=0.1), [[1.0, 0.0], [0.0, 1.0]])
+
+
+def test_image_transfer_maps_a_training_caption_to_the_images_it_describes() -> None:
+    matcher = ImageTransferMatcher(LAYOUT, k=1).fit(IMAGES, TEXTS)
+    described = np.flatnonzero((TEXTS == TEXTS[0]).all(axis=1))
+    expected = matcher.embed_image(IMAGES[described]).sum(axis=0)
+    np.testing.assert_allclose(matcher.embed_text(TEXTS[:1])[0], expected / np.linalg.norm(expected), atol=1e-5)
 
 
 def test_layout_inputs_take_sqrt_of_probs() -> None:

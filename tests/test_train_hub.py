@@ -67,6 +67,7 @@ def test_train_resnet18_and_bert(data: Path, resnet_dir: Path, bert_dir: Path, t
 @pytest.mark.slow
 def test_train_clip_uses_its_shared_space(data: Path, clip_dir: Path, tmp_path: Path) -> None:
     metrics, bundle = _train_and_load(data, tmp_path / "out", f"clip:{clip_dir}", f"clip:{clip_dir}")
-    assert "shared_space" in bundle.joint.matchers
-    assert "shared_space" in metrics["retrieval_cv"]["options"]
+    # Which joint space wins is chance on random models; the shared space must be among those compared.
+    options = metrics["retrieval_cv"]["options"]
+    assert "shared_space" in options and "all-shared_space" in options
     _check_scores(data, bundle)

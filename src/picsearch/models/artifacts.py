@@ -17,7 +17,7 @@ from picsearch.models.heads import RelevanceModel, restore_model
 from picsearch.models.matching import JointSpace, restore_matcher
 from picsearch.storage import save_json, write_bytes
 
-FORMAT = 2
+FORMAT = 3
 MANIFEST = "model.json"
 METRICS = "metrics.json"
 MODEL_CARD = "MODEL_CARD.md"

@@ -183,19 +183,20 @@ class ConcatLGBM:
 MatcherFactory = Callable[[], Matcher]
 
 
-QUERY_REFERENCE_K = 10
-"""A query's similarity to its this many closest training images is the yardstick of its relative similarity."""
+QUERY_REFERENCE_KS: tuple[int | None, ...] = (1, 10, None)
+"""Yardsticks of a query's relative similarity: its mean similarity to its closest training image, to its 10
+closest, and to all of them (``None``). Together they tell a query with one good match from a generic one."""
 
 
-def top_k_mean(similarities: np.ndarray, k: int) -> np.ndarray:
-    """Row-wise mean of the ``k`` largest values (all of them when a row has fewer)."""
-    k = min(k, similarities.shape[1])
+def top_k_mean(similarities: np.ndarray, k: int | None) -> np.ndarray:
+    """Row-wise mean of the ``k`` largest values (all of them when ``k`` is None or a row has fewer)."""
+    k = similarities.shape[1] if k is None else min(k, similarities.shape[1])
     return np.mean(-np.partition(-similarities, k - 1, axis=1)[:, :k], axis=1)
 
 
 class MatchingHead:
-    """LightGBM on two features per matching model: the similarity of image and text, and the same minus the
-    mean similarity of the text to its :data:`QUERY_REFERENCE_K` closest training images.
+    """LightGBM on features of each matching model: the similarity of image and text, and the same minus each
+    yardstick of :data:`QUERY_REFERENCE_KS` (the mean similarity of the text to its k closest training images).
 
     Raw cosines are not comparable across queries (a generic caption is close to every picture); the relative
     similarity says how this image stands against the best the training set offers for this caption.
@@ -209,14 +210,14 @@ class MatchingHead:
 
     def __init__(
         self, matchers: dict[str, MatcherFactory], inner_folds: int = 3, n_estimators: int = 300, seed: int = 0,
-        reference_k: int = QUERY_REFERENCE_K,
+        reference_ks: tuple[int | None, ...] = QUERY_REFERENCE_KS,
     ) -> None:
         self.factories, self.inner_folds, self.n_estimators, self.seed = matchers, inner_folds, n_estimators, seed
-        self.reference_k = reference_k
+        self.reference_ks = tuple(reference_ks)
 
     def fit(self, data: TrainingSet) -> MatchingHead:
         pairs = data.pairs
-        features = np.zeros((len(pairs), 2 * len(self.factories)), dtype=np.float32)
+        features = np.zeros((len(pairs), (1 + len(self.reference_ks)) * len(self.factories)), dtype=np.float32)
         for train_rows, test_rows in grouped_folds(pairs["image"], self.inner_folds, self.seed):
             inner = data.restrict(set(pairs["image"].iloc[train_rows]))
             matchers, references = self._fit_matchers(inner)
@@ -246,12 +247,13 @@ class MatchingHead:
         for name, matcher in matchers.items():
             texts = matcher.embed_text(queries)
             sims = rowwise_cosine(matcher.embed_image(image_feats), texts[query_of_row])
-            baseline = top_k_mean(texts @ references[name].T, self.reference_k)
-            columns += [sims, sims - baseline[query_of_row]]
+            to_references = texts @ references[name].T
+            columns.append(sims)
+            columns += [sims - top_k_mean(to_references, k)[query_of_row] for k in self.reference_ks]
         return np.column_stack(columns)
 
     def features(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
-        """The head's input: per matcher, the similarity and the query-relative similarity."""
+        """The head's input: per matcher, the similarity, then the similarity relative to each yardstick."""
         return self._features(self.matchers, self.references, image_feats, text_feats)
 
     def predict(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
@@ -261,7 +263,7 @@ class MatchingHead:
         parts = {name: matcher.export() for name, matcher in self.matchers.items()}
         params = {
             "kind": self.kind, "inner_folds": self.inner_folds, "n_estimators": self.n_estimators, "seed": self.seed,
-            "reference_k": self.reference_k,
+            "reference_ks": list(self.reference_ks),
         }
         exported = nest(parts, params)
         exported.texts["booster"] = self.booster.model_to_string()
@@ -272,7 +274,7 @@ class MatchingHead:
     def restore(cls, exported: Exported) -> MatchingHead:
         p = exported.params
         matchers = {name: restore_matcher(part) for name, part in unnest(exported).items()}
-        model = cls({}, p["inner_folds"], p["n_estimators"], p["seed"], p["reference_k"])
+        model = cls({}, p["inner_folds"], p["n_estimators"], p["seed"], tuple(p["reference_ks"]))
         model.matchers, model.booster = matchers, lgb.Booster(model_str=exported.texts["booster"])
         model.references = {name: exported.arrays[f"references/{name}"] for name in matchers}
         return model

@@ -192,6 +192,17 @@ class TwoTowerMatcher:
         return matcher
 
 
+def soft_nearest_mean(sims: np.ndarray, values: np.ndarray, k: int, temperature: float) -> np.ndarray:
+    """Per row of ``sims``: the softmax(sim / temperature)-weighted mean of the ``values`` of its k most similar
+    columns, L2-normalized."""
+    k = min(k, sims.shape[1])
+    nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    top = np.take_along_axis(sims, nearest, axis=1)
+    weights = np.exp((top - top.max(axis=1, keepdims=True)) / temperature)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return l2_normalize(np.einsum("nk,nkd->nd", weights, values[nearest]))
+
+
 class CaptionTransferMatcher(_RawTextMixin):
     """An image is the softmax-weighted mean of the captions of its k nearest training images."""
 
@@ -212,12 +223,7 @@ class CaptionTransferMatcher(_RawTextMixin):
 
     def embed_image(self, image_feats: np.ndarray) -> np.ndarray:
         sims = l2_normalize(self.layout.pooled_of(image_feats) - self.center) @ self.gallery.T
-        k = min(self.k, sims.shape[1])
-        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        top = np.take_along_axis(sims, nearest, axis=1)
-        weights = np.exp((top - top.max(axis=1, keepdims=True)) / self.temperature)
-        weights /= weights.sum(axis=1, keepdims=True)
-        return l2_normalize(np.einsum("nk,nkd->nd", weights, self.captions[nearest]))
+        return soft_nearest_mean(sims, self.captions, self.k, self.temperature)
 
     def export(self) -> Exported:
         params = {"kind": self.kind, "layout": self.layout.to_json(), "k": self.k, "temperature": self.temperature}
@@ -230,6 +236,42 @@ class CaptionTransferMatcher(_RawTextMixin):
         matcher.center, matcher.gallery, matcher.captions = (
             exported.arrays["center"], exported.arrays["gallery"], exported.arrays["captions"]
         )
+        return matcher
+
+
+class ImageTransferMatcher:
+    """The mirror of :class:`CaptionTransferMatcher`: a text is the softmax-weighted mean of the images described
+    by its k nearest training captions, compared with images in the (centred) pooled feature space."""
+
+    kind = "image_transfer"
+
+    def __init__(self, layout: ImageLayout, k: int = 50, temperature: float = 0.05) -> None:
+        self.layout, self.k, self.temperature = layout, k, temperature
+
+    def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> ImageTransferMatcher:
+        pooled = self.layout.pooled_of(image_feats)
+        self.center = np.unique(pooled, axis=0).mean(axis=0).astype(np.float32)
+        texts, inverse = np.unique(text_feats, axis=0, return_inverse=True)
+        images = np.zeros((len(texts), pooled.shape[1]), dtype=np.float64)
+        np.add.at(images, inverse.ravel(), self.embed_image(image_feats))
+        self.captions, self.images = l2_normalize(texts), l2_normalize(images)
+        return self
+
+    def embed_image(self, image_feats: np.ndarray) -> np.ndarray:
+        return l2_normalize(self.layout.pooled_of(image_feats) - self.center)
+
+    def embed_text(self, text_feats: np.ndarray) -> np.ndarray:
+        return soft_nearest_mean(l2_normalize(text_feats) @ self.captions.T, self.images, self.k, self.temperature)
+
+    def export(self) -> Exported:
+        params = {"kind": self.kind, "layout": self.layout.to_json(), "k": self.k, "temperature": self.temperature}
+        return Exported(params, {"center": self.center, "captions": self.captions, "images": self.images})
+
+    @classmethod
+    def restore(cls, exported: Exported) -> ImageTransferMatcher:
+        p, arrays = exported.params, exported.arrays
+        matcher = cls(ImageLayout.from_json(p["layout"]), p["k"], p["temperature"])
+        matcher.center, matcher.captions, matcher.images = arrays["center"], arrays["captions"], arrays["images"]
         return matcher
 
 
@@ -282,7 +324,10 @@ class SharedSpaceMatcher(_RawTextMixin):
 
 MATCHER_KINDS = {
     cls.kind: cls
-    for cls in (RidgeMatcher, TwoTowerMatcher, CaptionTransferMatcher, ClassBridgeMatcher, SharedSpaceMatcher)
+    for cls in (
+        RidgeMatcher, TwoTowerMatcher, CaptionTransferMatcher, ImageTransferMatcher, ClassBridgeMatcher,
+        SharedSpaceMatcher,
+    )
 }
 
 

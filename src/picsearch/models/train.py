@@ -26,7 +26,7 @@ from picsearch.models.evaluate import (
 )
 from picsearch.models.heads import RelevanceModel, ConcatLGBM, ConcatMLP, ConcatRidge, MatchingHead, MatcherFactory
 from picsearch.models.matching import (
-    CaptionTransferMatcher, ClassBridgeMatcher, ImageLayout, JointSpace, Matcher, RidgeMatcher,
+    CaptionTransferMatcher, ClassBridgeMatcher, ImageLayout, ImageTransferMatcher, JointSpace, Matcher, RidgeMatcher,
     SharedSpaceMatcher, TwoTowerMatcher,
 )
 from picsearch.models.splits import grouped_folds, grouped_holdout, split_images
@@ -93,6 +93,7 @@ def matcher_factories(encoders: Encoders) -> dict[str, MatcherFactory]:
         "ridge_map": lambda: RidgeMatcher(layout),
         "two_tower": lambda: TwoTowerMatcher(layout),
         "caption_transfer": lambda: CaptionTransferMatcher(layout),
+        "image_transfer": lambda: ImageTransferMatcher(layout),
     }
     if layout.probs is not None and encoders.class_texts is not None:
         factories["class_bridge"] = lambda: ClassBridgeMatcher(layout, encoders.class_texts)

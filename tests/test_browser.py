@@ -114,6 +114,19 @@ def test_live_search_without_reload(browser: Browser, base_url: str, shots: Path
     assert page.evaluate("[document.images[0].naturalWidth, document.images[0].naturalHeight]") == [900, 600]
 
 
+def test_api_docs_render_offline(browser: Browser, base_url: str, shots: Path) -> None:
+    page = browser.new_page()
+    outside = []
+    page.route(
+        lambda url: not url.startswith(base_url),
+        lambda route: (outside.append(route.request.url), route.abort()),
+    )
+    page.goto(f"{base_url}/docs")
+    expect(page.locator(".opblock-summary-path", has_text="/api/search")).to_be_visible()
+    assert outside == []  # Swagger UI came from this server, nothing from a CDN
+    page.screenshot(path=str(shots / "docs.png"))
+
+
 def test_controls_rerun_the_search(browser: Browser, base_url: str, searcher: WordSearcher) -> None:
     page = browser.new_page()
     page.goto(f"{base_url}/?q=blue+sea")

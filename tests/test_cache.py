@@ -205,3 +205,35 @@ def test_dataset_features_maps_names_and_query_ids(tmp_path: Path, monkeypatch: 
     # t1.jpg and t2.jpg repeat a.jpg and b.jpg byte for byte: 4 images embedded (+1 above); second call: none
     assert image_encoder.encoded == 4 + 1 and len(text_encoder.encoded) == 7
     np.testing.assert_array_equal(again.image_vectors, features.image_vectors)
+
+
+def test_embed_command_fills_the_cache_once_and_names_skipped_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from picsearch.encoders import IMAGE_ENCODERS, TEXT_ENCODERS
+    from picsearch.interfaces.cli import app
+    from tiny_dataset import write_tiny_dataset
+
+    image_encoder, text_encoder = CountingImageEncoder(), CountingTextEncoder()
+    monkeypatch.setitem(IMAGE_ENCODERS, "counting", lambda source=None: image_encoder)
+    monkeypatch.setitem(TEXT_ENCODERS, "counting", lambda source=None: text_encoder)
+    root = write_tiny_dataset(tmp_path / "data")
+    (root / "test_images" / "broken.jpg").write_bytes(b"not a jpeg")
+    args = ["embed", "--data", str(root), "--cache", str(tmp_path / "cache")]
+    args += ["--image-encoder", "counting", "--text-encoder", "counting"]
+
+    first = CliRunner().invoke(app, args)
+    second = CliRunner().invoke(app, args)
+
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert "broken.jpg" in first.output and "broken.jpg" in second.output
+    assert "images (counting-v1): 4 computed, 2 reused, 1 skipped" in first.output  # t1, t2 repeat a, b
+    assert "texts (counting-text-v1): 7 computed, 0 reused" in first.output
+    assert "images (counting-v1): 0 computed, 6 reused, 1 skipped" in second.output
+    assert "texts (counting-text-v1): 0 computed, 7 reused" in second.output
+    assert image_encoder.encoded == 4 and len(text_encoder.encoded) == 7
+
+    unknown = CliRunner().invoke(app, [*args[:5], "--image-encoder", "nope"])
+    assert unknown.exit_code != 0 and "nope" in unknown.output

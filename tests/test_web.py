@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from io import BytesIO
 from pathlib import Path
 
@@ -245,6 +246,10 @@ def test_healthz(client: TestClient) -> None:
 def test_docs_and_openapi(client: TestClient) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger-ui" in docs.text
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', docs.text)
+    assert len(assets) == 2 and all(url.startswith("/") for url in assets)  # served here, not from a CDN
+    for url in assets:
+        assert client.get(url).status_code == 200
     spec = client.get("/openapi.json").json()
     operation = spec["paths"]["/api/search"]["get"]
     params = {p["name"]: p for p in operation["parameters"]}

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -84,7 +85,9 @@ class WebState:
 
 def create_app(searcher: SearcherLike, thumbs_dir: Path) -> FastAPI:
     """Build the app over ``searcher``; thumbnails are cached in ``thumbs_dir``."""
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI's and ReDoc's assets from its package: FastAPI's /docs loads them from a
+    # CDN, and is a blank page on a machine without internet.
+    app = FastAPIOffline(
         title="picsearch",
         summary="Text-to-image search with a relevance score in [0, 1] trained on human judgements.",
         description=(

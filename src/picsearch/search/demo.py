@@ -15,7 +15,7 @@ import pandas as pd
 
 from picsearch.config import default_cache_dir
 from picsearch.data import Dataset, load_dataset
-from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, get_image_encoder, get_text_encoder
 from picsearch.index import UpdateReport, build_index
 from picsearch.models.artifacts import MANIFEST, METRICS, ArtifactError, RelevanceBundle
 from picsearch.models.train import fit_from_dataset, save_training
@@ -43,7 +43,8 @@ def trained_on(
     text_encoder: str = DEFAULT_TEXT_ENCODER,
 ) -> bool:
     """Whether ``artifacts`` holds a complete model trained on exactly this data (model card hashes) with
-    these encoders (models of an earlier default encoder are retrained, not reused)."""
+    these encoders, down to their ids (models of an earlier default encoder, or of an earlier version of the same
+    one, are retrained, not reused)."""
     card = artifacts / "model_card.json"
     if not all((artifacts / name).is_file() for name in (MANIFEST, METRICS, card.name)):
         return False
@@ -54,7 +55,10 @@ def trained_on(
         bundle = RelevanceBundle.load(artifacts)  # written by an older, incompatible version?
     except (ArtifactError, KeyError):
         return False
-    return (bundle.image_encoder, bundle.text_encoder) == (image_encoder, text_encoder)
+    if (bundle.image_encoder, bundle.text_encoder) != (image_encoder, text_encoder):
+        return False
+    ids = (get_image_encoder(image_encoder).id, get_text_encoder(text_encoder).id)  # cheap: weights load lazily
+    return (bundle.image_encoder_id, bundle.text_encoder_id) == ids
 
 
 def ensure_trained(dataset: Dataset, artifacts: Path, log: Callable[[str], None] = print) -> bool:

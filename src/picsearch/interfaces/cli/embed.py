@@ -29,7 +29,7 @@ def embed(
         ),
     ] = DEFAULT_IMAGE_ENCODER,
     text_encoder: Annotated[
-        str, typer.Option(help="Text encoder: minilm, clip[:...], bert[:...].")
+        str, typer.Option(help="Text encoder: mpnet (default), minilm, clip[:...], bert[:...].")
     ] = DEFAULT_TEXT_ENCODER,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder (default artifacts/cache).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = DEFAULT_BATCH,

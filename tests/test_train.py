@@ -10,7 +10,14 @@ from picsearch.interfaces.cli import app
 from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.models import RelevanceBundle
 from picsearch.models.matching import ImageLayout
-from picsearch.models.train import GALLERIES, TRAINING_DATA_OPTIONS, Encoders, _galleries, joint_options
+from picsearch.models.train import (
+    GALLERIES,
+    TRAINING_DATA_OPTIONS,
+    Encoders,
+    _galleries,
+    choose_joint,
+    joint_options,
+)
 
 
 def test_shared_space_only_for_the_two_towers_of_one_clip() -> None:
@@ -26,6 +33,18 @@ def test_joint_options_cover_singles_all_and_leave_one_out() -> None:
     assert options["a"] == {"a": 1.0} and options["all"] == {"a": 1.0, "b": 1.0, "c": 1.0}
     assert options["all-b"] == {"a": 1.0, "c": 1.0}
     assert "all-a" not in joint_options(["a", "b"])
+
+
+def test_choose_joint_takes_the_smallest_space_within_one_standard_error() -> None:
+    def option(recall5: float, mrr: float, dims: int) -> dict[str, float]:
+        return {"recall@5": recall5, "mrr": mrr, "dims": dims}
+
+    # 1600 queries at R@5 0.75: standard error 0.0108
+    summary = {"big": option(0.754, 0.516, 5120), "mid": option(0.750, 0.527, 2560),
+               "small": option(0.725, 0.501, 768), "tie": option(0.750, 0.520, 2560)}
+    assert choose_joint(summary, n_queries=1600) == "mid"  # "small" is 2.7 errors below; "tie" has a worse MRR
+    assert choose_joint(summary, n_queries=100_000) == "big"  # with this many queries 0.004 is a real difference
+    assert choose_joint({"only": option(0.5, 0.3, 10)}, n_queries=10) == "only"
 
 
 def test_galleries_drop_captions_with_a_second_right_answer() -> None:

@@ -142,11 +142,12 @@ def retrieval_cv(
     :data:`GALLERY_SIZE` held-out images, queried with the captions (``query_id, image``) that describe them.
 
     ``fold_models`` are the selected model fitted on each fold (their matchers are reused when they have
-    some). Returns metrics per joint-space option plus ``<best>+rerank`` (top candidates reranked by the
-    model's score), and the best option's name.
+    some). Returns metrics and dimensions per joint-space option plus ``<best>+rerank`` (top candidates
+    reranked by the model's score), and the option :func:`choose_joint` picks.
     """
     rng = np.random.default_rng(seed)
     ranks: dict[str, list[np.ndarray]] = {}
+    dims: dict[str, int] = {}
     prepared = []
     for split, model in zip(folds, fold_models):
         progress("retrieval estimate")
@@ -156,12 +157,14 @@ def retrieval_cv(
             image_feats, text_feats = data.images(gallery), data.texts(query_ids)
             for option, weights in joint_options(list(matchers)).items():
                 joint = JointSpace(matchers, weights)
+                image_vectors = joint.embed_image(image_feats)
+                dims[option] = image_vectors.shape[1]
                 ranks.setdefault(option, []).append(
-                    retrieval_ranks(joint.embed_image(image_feats), joint.embed_text(text_feats), targets)
+                    retrieval_ranks(image_vectors, joint.embed_text(text_feats), targets)
                 )
             prepared.append((model, matchers, image_feats, text_feats, targets))
-    summary = {option: retrieval_summary(np.concatenate(r)) for option, r in ranks.items()}
-    best = max(summary, key=lambda o: (summary[o]["recall@5"], summary[o]["mrr"]))
+    summary = {option: {**retrieval_summary(np.concatenate(r)), "dims": dims[option]} for option, r in ranks.items()}
+    best = choose_joint(summary, n_queries=sum(len(r) for r in next(iter(ranks.values()))))
     reranked = []
     for model, matchers, image_feats, text_feats, targets in prepared:
         joint = JointSpace(matchers, joint_options(list(matchers))[best])
@@ -170,8 +173,18 @@ def retrieval_cv(
             rerank=lambda rows, qrows: model.predict(image_feats[rows], text_feats[qrows]),
             candidates=RERANK_CANDIDATES,
         ))
-    summary[f"{best}+rerank"] = retrieval_summary(np.concatenate(reranked))
+    summary[f"{best}+rerank"] = {**retrieval_summary(np.concatenate(reranked)), "dims": dims[best]}
     return summary, best
+
+
+def choose_joint(summary: dict[str, dict[str, float]], n_queries: int) -> str:
+    """The one-standard-error rule: of the options whose Recall@5 is within one (binomial) standard error of
+    the best, the one with the fewest dimensions, then the best MRR. Every dimension is paid for in index
+    size and search time, and differences inside the error are noise."""
+    top = max(s["recall@5"] for s in summary.values())
+    error = np.sqrt(top * (1 - top) / n_queries)
+    near = [option for option, s in summary.items() if s["recall@5"] >= top - error]
+    return min(near, key=lambda option: (summary[option]["dims"], -summary[option]["mrr"]))
 
 
 def _galleries(

@@ -58,9 +58,12 @@ def data_options_table(options: dict, chosen: str) -> str:
 
 def retrieval_table(metrics: dict) -> str:
     retrieval = metrics["retrieval_cv"]
-    lines = ["| joint space | R@1 | R@5 | R@10 | MRR |", "|---|---|---|---|---|"]
+    lines = ["| joint space | dims | R@1 | R@5 | R@10 | MRR |", "|---|---|---|---|---|---|"]
     for name, r in retrieval["options"].items():
-        lines.append(f"| {name} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['recall@10']:.3f} | {r['mrr']:.3f} |")
+        lines.append(
+            f"| {name} | {r.get('dims', '')} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['recall@10']:.3f} "
+            f"| {r['mrr']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -162,7 +165,8 @@ def write_models_report(artifacts: Path, dataset: Dataset, out: Path) -> Path:
         f"{metrics['retrieval_cv'].get('gallery_size', 'all')} held-out images, queried with their own and "
         "crowd-confirmed captions; "
         f"`+rerank`: the top {metrics['retrieval_cv']['candidates']} by joint cosine reranked by the selected "
-        f"model's score. Joint space chosen: `{metrics['retrieval_cv']['joint']}`.", "",
+        f"model's score. Joint space chosen: `{metrics['retrieval_cv']['joint']}`, the one with the fewest "
+        "dimensions among those whose R@5 is within one standard error of the best.", "",
         retrieval_table(metrics), "",
         "## Child-image detector", "",
         f"Threshold {metrics['child_detector']['threshold']:.4f} chosen for out-of-fold recall ≥ "

@@ -92,16 +92,20 @@ class FusedEfficientNetEncoder:
         """(tiles, 3, 260, 260)."""
         return np.stack([to_chw(tile, _MEAN, _STD) for tile in square_tiles(image, self.large.image_size, self.tiles)])
 
-    @torch.inference_mode()
     def encode_arrays(self, batch: np.ndarray) -> np.ndarray:
-        """(N, tiles, 3, H, W) -> (N, dim): the mean over tiles of both networks' vectors."""
-        large = torch.from_numpy(batch).flatten(0, 1)
+        """(N, tiles, 3, H, W) -> (N, dim): the mean over tiles of both networks' vectors.
+
+        One image's tiles per forward pass: bigger batches spill the CPU caches (``picsearch.bench.embed``, 48
+        images: 9.7 images/s with one image per pass, 5.4 with four)."""
+        return np.stack([self._encode_tiles(torch.from_numpy(tiles)) for tiles in batch])
+
+    @torch.inference_mode()
+    def _encode_tiles(self, large: torch.Tensor) -> np.ndarray:
         size = (self.small.image_size, self.small.image_size)
         small = torch.nn.functional.interpolate(large, size=size, mode="bilinear", antialias=True)
         a, b = self.small.forward(small), self.large.forward(large)
         probs = (a[:, POOLED_DIM:] + b[:, POOLED_DIM:]) / 2
-        tiles = torch.cat([a[:, :POOLED_DIM], b[:, :POOLED_DIM], probs], dim=1).unflatten(0, batch.shape[:2])
-        return tiles.mean(dim=1).numpy().astype(np.float32)
+        return torch.cat([a[:, :POOLED_DIM], b[:, :POOLED_DIM], probs], dim=1).mean(dim=0).numpy().astype(np.float32)
 
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         return encode_images(self, images)

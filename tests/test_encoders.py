@@ -20,6 +20,8 @@ from picsearch.encoders import (
     TextEncoder,
     get_image_encoder,
     get_text_encoder,
+    register_image_encoder,
+    register_text_encoder,
 )
 from picsearch.encoders.preprocess import center_crop_resize, resize_center_crop, square_tiles
 
@@ -38,6 +40,22 @@ def test_registry_names() -> None:
         get_text_encoder("effnet-lite0")
     with pytest.raises(ValueError, match="takes no source"):
         get_image_encoder("effnet-lite0:/some/folder")
+
+
+def test_registered_encoders_are_built_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthetic_bundle import ColourEncoder, WordEncoder
+
+    monkeypatch.setattr("picsearch.encoders.IMAGE_ENCODERS", dict(IMAGE_ENCODERS))
+    monkeypatch.setattr("picsearch.encoders.TEXT_ENCODERS", dict(TEXT_ENCODERS))
+    sources = []
+    register_image_encoder("test-colour", lambda source=None: sources.append(source) or ColourEncoder())
+    register_text_encoder("test-words", lambda source=None: WordEncoder())
+    assert isinstance(get_image_encoder("test-colour:somewhere"), ColourEncoder) and sources == ["somewhere"]
+    assert isinstance(get_text_encoder("test-words"), WordEncoder)
+    with pytest.raises(ValueError, match="'effnet-lite0' is already registered"):
+        register_image_encoder("effnet-lite0", lambda source=None: ColourEncoder())
+    with pytest.raises(ValueError, match="without ':'"):
+        register_text_encoder("a:b", lambda source=None: WordEncoder())
 
 
 def test_effnet_ids_and_fields_differ_by_variant() -> None:

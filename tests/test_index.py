@@ -70,11 +70,9 @@ def gallery(tmp_path) -> Path:
     return tmp_path / "gallery"
 
 
-@pytest.mark.data
-@pytest.mark.slow
-def test_build_writes_safe_consistent_index(gallery, tmp_path, real_artifacts):
+def test_build_writes_safe_consistent_index(gallery, tmp_path, synthetic_bundle):
     out = tmp_path / "index"
-    report = build_index(gallery, real_artifacts, out, tmp_path / "cache", progress=False)
+    report = build_index(gallery, synthetic_bundle, out, tmp_path / "cache", progress=False)
     assert (len(report.added), report.unchanged, report.total) == (6, 0, 6)
     manifest = read_manifest(out)
     assert manifest["count"] == 6 and manifest["image_encoder"] and manifest["model_fingerprint"]
@@ -143,3 +141,12 @@ def test_load_errors_name_the_file(gallery, tmp_path, real_artifacts):
 def test_missing_gallery_is_a_clear_error(tmp_path, real_artifacts):
     with pytest.raises(FileNotFoundError, match="gallery folder not found"):
         build_index(tmp_path / "absent", real_artifacts, tmp_path / "index", progress=False)
+
+
+def test_build_flags_what_the_child_detector_flags(synthetic_index):
+    from synthetic_bundle import GALLERY, child_paths
+
+    index = GalleryIndex.load(synthetic_index)
+    assert len(index) == len(GALLERY) and read_manifest(synthetic_index)["child_flagged"] == 2
+    flagged = [path for path, child in zip(index.paths, index.child) if child]
+    assert flagged == child_paths(index) == ["pink-circle.png", "pink-square.png"]

@@ -68,6 +68,27 @@ TEXT_ENCODERS: dict[str, Callable[[str | None], TextEncoder]] = {
 }
 
 
+def register_image_encoder(kind: str, factory: Callable[[str | None], ImageEncoder]) -> None:
+    """Make ``factory`` (source after the colon, or None -> encoder) buildable as image encoder ``kind``.
+
+    For encoders outside this package, e.g. the weightless stubs of the test suite; a known kind is refused.
+    """
+    _register(kind, factory, IMAGE_ENCODERS, "image")
+
+
+def register_text_encoder(kind: str, factory: Callable[[str | None], TextEncoder]) -> None:
+    """Make ``factory`` buildable as text encoder ``kind`` (see :func:`register_image_encoder`)."""
+    _register(kind, factory, TEXT_ENCODERS, "text")
+
+
+def _register(kind: str, factory: Callable, registry: dict[str, Callable], what: str) -> None:
+    if not kind or ":" in kind:
+        raise ValueError(f"{what} encoder kind must be a non-empty name without ':', got {kind!r}")
+    if registry.get(kind, factory) is not factory:
+        raise ValueError(f"{what} encoder {kind!r} is already registered")
+    registry[kind] = factory
+
+
 def _build(name: str, registry: dict[str, Callable], what: str):
     kind, _, source = name.partition(":")
     if kind not in registry:
@@ -95,4 +116,6 @@ __all__ = [
     "TextEncoder",
     "get_image_encoder",
     "get_text_encoder",
+    "register_image_encoder",
+    "register_text_encoder",
 ]

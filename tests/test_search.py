@@ -1,4 +1,8 @@
-"""Searcher: policy first, retrieval + rerank, child flags enforced, k and min_score, CLI and evaluation."""
+"""Searcher: policy first, retrieval + rerank, child flags enforced, k and min_score, CLI and evaluation.
+
+Fast tests use the synthetic bundle (tests/synthetic_bundle.py: drawn shapes, stub encoders, the pink
+pictures child-flagged by the detector); the last test runs the commands on the models trained on the real data.
+"""
 
 from __future__ import annotations
 
@@ -15,61 +19,81 @@ from picsearch.interfaces.cli import app
 from picsearch.policy import DISCLAIMER
 from picsearch.search import Searcher
 from picsearch.search.evaluate import evaluate
-from test_index import write_gallery
+from synthetic_bundle import CHILD_COLOUR, COLOURS, child_paths
 
-pytestmark = [pytest.mark.data, pytest.mark.slow]  # uses the models the session trains on the real data
-
-QUERIES = ["a red ball on a green field", "blue sky over the sea", "a dark room with a lamp"]
-
-
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory, real_artifacts):
-    folder = tmp_path_factory.mktemp("search")
-    write_gallery(folder / "gallery", 8)
-    build_index(folder / "gallery", real_artifacts, folder / "index", folder / "cache", progress=False)
-    return folder / "index"
+QUERIES = ["a red circle", "a big blue square", "green on grey"]
+CHILD_QUERIES = ("two little girls playing", "Мальчик на велосипеде", "a toddler's shoes", "kids on a beach")
+ANY_QUERIES = [*QUERIES, "pink", "a pink square", "a photo", "anything at all"]
 
 
 @pytest.fixture(scope="module")
-def opened(index_dir) -> Searcher:
-    return Searcher.open(index_dir)
+def searcher(synthetic_searcher) -> Searcher:
+    return synthetic_searcher
 
 
-def flagged_searcher(searcher: Searcher, index_dir, flagged: list[int]) -> Searcher:
-    """The same index and models, with the child detector's flag set on ``flagged`` rows only."""
+def with_flags(searcher: Searcher, index_dir: Path, flagged: list[int], candidates: int | None = None) -> Searcher:
+    """The same index and models, with the child flag set on ``flagged`` rows only."""
     index = GalleryIndex.load(index_dir)
     index.child = np.isin(np.arange(len(index)), flagged)
-    return Searcher(index, searcher.bundle, searcher.text_encoder, searcher.candidates)
+    return Searcher(index, searcher.bundle, searcher.text_encoder, candidates or searcher.candidates)
 
 
-@pytest.fixture(scope="module")
-def visible_dir(index_dir, tmp_path_factory):
-    """The same index with no image flagged (the detector may flag drawn shapes; flags are tested alone)."""
-    index = GalleryIndex.load(index_dir, mmap=False)
-    index.child[:] = False
-    folder = tmp_path_factory.mktemp("visible") / "index"
-    index.save(folder)
-    return folder
+def child_ids(searcher: Searcher) -> set[str]:
+    """Ids of the pictures the synthetic detector flags (the pink ones)."""
+    children = set(child_paths(searcher.index))
+    return {image_id for image_id, path in zip(searcher.index.ids, searcher.index.paths) if path in children}
 
 
-@pytest.fixture(scope="module")
-def searcher(visible_dir) -> Searcher:
-    return Searcher.open(visible_dir)
+def test_open_applies_the_detector_flags_stored_in_the_index(searcher, synthetic_bundle):
+    assert len(child_ids(searcher)) == 2 and len(searcher) == len(searcher.index) - 2
+    metrics = json.loads((synthetic_bundle / "metrics.json").read_text())
+    assert searcher.candidates == metrics["retrieval_cv"]["candidates"]  # as validated in training
 
 
-def test_open_applies_the_detector_flags_stored_in_the_index(opened):
-    flagged = {image_id for image_id, child in zip(opened.index.ids, opened.index.child) if child}
-    assert len(opened) == len(opened.index) - len(flagged)
-    assert not {hit.id for hit in opened.search(QUERIES[0], k=100).hits} & flagged
-    metrics = json.loads((Path(opened.index.meta["model"]) / "metrics.json").read_text())
-    assert opened.candidates == metrics["retrieval_cv"]["candidates"]  # as validated in training
+@pytest.mark.parametrize("colour", [c for c in COLOURS if c != CHILD_COLOUR])
+def test_the_two_pictures_of_the_colour_asked_for_come_first(searcher, colour):
+    hits = searcher.search(f"a {colour} circle", k=3).hits
+    assert {hit.path.name for hit in hits[:2]} == {f"{colour}-circle.png", f"{colour}-square.png"}
+    assert hits[1].score > hits[2].score
 
 
 def test_blocked_query_gets_the_disclaimer_and_no_images(searcher):
-    for query in ("two little girls playing", "Мальчик на велосипеде", "a toddler's shoes"):
+    for query in CHILD_QUERIES:
         result = searcher.search(query, k=5)
         assert result.blocked and result.disclaimer == DISCLAIMER and result.hits == [] and result.matched
         assert result.to_json() == {"query": query, "blocked": True, "disclaimer": DISCLAIMER, "results": []}
+    together = searcher.search_many([*CHILD_QUERIES, QUERIES[0]], k=5)
+    assert [r.blocked for r in together] == [True] * len(CHILD_QUERIES) + [False]
+    assert all(r.hits == [] and r.disclaimer == DISCLAIMER for r in together[:-1]) and together[-1].hits
+
+
+def test_flagged_photos_are_never_returned(searcher, synthetic_index):
+    hidden = child_ids(searcher)
+    unguarded = with_flags(searcher, synthetic_index, [])
+    assert hidden <= {hit.id for hit in unguarded.search("pink", k=50).hits}  # they would rank without the flag
+    for result in [*searcher.search_many(ANY_QUERIES, k=50), *(searcher.search(q, k=50) for q in ANY_QUERIES)]:
+        returned = {hit.id for hit in result.hits}
+        assert len(returned) == len(searcher) and not returned & hidden
+    for image_id in hidden:
+        with pytest.raises(KeyError):
+            searcher.path_of(image_id)
+
+
+def test_child_flags_are_honoured_on_any_rows_and_when_set_late(searcher, synthetic_index):
+    flagged = [0, 2, 5]
+    guarded = with_flags(searcher, synthetic_index, flagged)
+    hidden = {guarded.index.ids[row] for row in flagged}
+    assert len(guarded) == len(guarded.index) - 3
+    for query in ANY_QUERIES:
+        returned = {hit.id for hit in guarded.search(query, k=100).hits}
+        assert returned and not returned & hidden
+    for image_id in hidden:
+        with pytest.raises(KeyError):
+            guarded.path_of(image_id)
+    # A flag that appears after the store was built is still honoured when hits are assembled.
+    late = guarded.search(QUERIES[0], k=1).hits[0].id
+    guarded.index.child[guarded.index.rows()[late]] = True
+    assert late not in {hit.id for hit in guarded.search(QUERIES[0], k=100).hits}
 
 
 def test_results_are_scored_best_first_and_respect_k(searcher):
@@ -82,8 +106,8 @@ def test_results_are_scored_best_first_and_respect_k(searcher):
         assert all(hit.path == searcher.path_of(hit.id) and hit.path.is_file() for hit in result.hits)
 
 
-def test_k_beyond_the_candidates_still_returns_scored_images(searcher):
-    narrow = Searcher(searcher.index, searcher.bundle, searcher.text_encoder, candidates=2)
+def test_k_beyond_the_candidates_still_returns_scored_images(searcher, synthetic_index):
+    narrow = with_flags(searcher, synthetic_index, [], candidates=2)
     hits = narrow.search(QUERIES[2], k=5).hits
     assert len(hits) == 5 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
@@ -94,23 +118,6 @@ def test_min_score_drops_weak_matches(searcher):
     kept = searcher.search(QUERIES[1], k=50, min_score=cut).hits
     assert kept == [hit for hit in everything if hit.score >= cut] and 0 < len(kept) < len(everything)
     assert searcher.search(QUERIES[1], k=50, min_score=1.0).hits == [hit for hit in everything if hit.score >= 1.0]
-
-
-def test_child_flagged_images_are_never_returned(searcher, index_dir):
-    flagged = [0, 2, 5]
-    guarded = flagged_searcher(searcher, index_dir, flagged)
-    hidden = {guarded.index.ids[row] for row in flagged}
-    assert len(guarded) == len(guarded.index) - 3
-    for query in QUERIES + ["a photo", "anything at all"]:
-        returned = {hit.id for hit in guarded.search(query, k=100).hits}
-        assert returned and not returned & hidden
-    for image_id in hidden:
-        with pytest.raises(KeyError):
-            guarded.path_of(image_id)
-    # A flag that appears after the store was built is still honoured when hits are assembled.
-    late = guarded.search(QUERIES[0], k=1).hits[0].id
-    guarded.index.child[guarded.index.rows()[late]] = True
-    assert late not in {hit.id for hit in guarded.search(QUERIES[0], k=100).hits}
 
 
 def test_bad_requests_are_rejected_with_the_field_named(searcher):
@@ -133,24 +140,36 @@ def test_search_many_equals_one_by_one(searcher):
         np.testing.assert_allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-5)
 
 
-def test_cli_json_and_file_mode(visible_dir, tmp_path):
+def test_cli_json_and_file_mode(synthetic_index, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["search", QUERIES[0], "--index", str(visible_dir), "--k", "2", "--json"])
+    result = runner.invoke(app, ["search", QUERIES[0], "--index", str(synthetic_index), "--k", "2", "--json"])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
-    assert answer["blocked"] is False and len(answer["results"]) == 2 and "disclaimer" not in answer
-    assert set(answer["results"][0]) >= {"path", "score"}
+    assert answer["blocked"] is False and "disclaimer" not in answer
+    assert {Path(r["path"]).name for r in answer["results"]} == {"red-circle.png", "red-square.png"}
 
     queries = tmp_path / "queries.txt"
     queries.write_text(f"{QUERIES[1]}\n\nthe boy's kite\n")
-    result = runner.invoke(app, ["search", "--file", str(queries), "--index", str(visible_dir), "--json"])
+    result = runner.invoke(app, ["search", "--file", str(queries), "--index", str(synthetic_index), "--json"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["blocked"] for line in lines] == [False, True]
     assert lines[1]["disclaimer"] == DISCLAIMER and lines[1]["results"] == []
 
-    table = runner.invoke(app, ["search", QUERIES[2], "--index", str(visible_dir), "--k", "1"])
-    assert table.exit_code == 0 and "score" in table.stdout
+    table = runner.invoke(app, ["search", QUERIES[2], "--index", str(synthetic_index), "--k", "1"])
+    assert table.exit_code == 0 and "score" in table.stdout and "green-" in table.stdout
+
+
+def test_cli_never_prints_a_flagged_photo(synthetic_index, searcher):
+    hidden = [Path(path).name for path in child_paths(searcher.index)]
+    args = ["search", "pink", "--index", str(synthetic_index), "--k", "50"]
+    answer = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    shown = {Path(r["path"]).name for r in answer["results"]}
+    assert len(shown) == len(searcher) and not shown & set(hidden)
+    table = CliRunner().invoke(app, args).stdout
+    assert table.count(".png") == len(searcher) and not any(name in table for name in hidden)
+    blocked = CliRunner().invoke(app, ["search", CHILD_QUERIES[0], "--index", str(synthetic_index)])
+    assert blocked.exit_code == 0 and DISCLAIMER in " ".join(blocked.stdout.split()) and ".png" not in blocked.stdout
 
 
 @pytest.mark.parametrize(
@@ -162,36 +181,67 @@ def test_cli_json_and_file_mode(visible_dir, tmp_path):
         ([], "give either QUERY or --file"),
     ],
 )
-def test_cli_rejects_bad_input(visible_dir, args, message):
-    result = CliRunner().invoke(app, ["search", *args, "--index", str(visible_dir)])
+def test_cli_rejects_bad_input(synthetic_index, args, message):
+    result = CliRunner().invoke(app, ["search", *args, "--index", str(synthetic_index)])
     assert result.exit_code == 2 and message in result.output
 
 
-def test_open_refuses_an_index_built_with_another_model(index_dir, tmp_path):
-    manifest = json.loads((index_dir / "manifest.json").read_text())
+def test_open_refuses_an_index_built_with_another_model(synthetic_index, tmp_path):
+    manifest = json.loads((synthetic_index / "manifest.json").read_text())
     moved = tmp_path / "index"
     moved.mkdir()
-    (moved / manifest["data"]).symlink_to(index_dir / manifest["data"])
+    (moved / manifest["data"]).symlink_to(synthetic_index / manifest["data"])
     (moved / "manifest.json").write_text(json.dumps({**manifest, "model_fingerprint": "something else"}))
     with pytest.raises(ValueError, match="another model"):
         Searcher.open(moved)
 
 
-def test_evaluate_counts_blocked_queries_and_hidden_targets(searcher, index_dir):
-    guarded = flagged_searcher(searcher, index_dir, [1])
-    paths = guarded.index.paths
-    queries = pd.DataFrame(
-        {
-            "query_id": ["q0", "q1", "q2", "q3"],
-            "query_text": [QUERIES[0], QUERIES[1], "a girl with a red ball", "a lamp in the corner"],
-            "image": [paths[0], paths[1], paths[2], paths[3].rsplit("/", 1)[-1]],
-        }
-    )
-    report = evaluate(guarded, queries)
-    assert report["n_queries"] == 4 and report["blocked"] == 1 and report["hidden_targets"] == 1
-    assert report["with_policy"]["n_queries"] == 4 and report["answerable"]["n_queries"] == 2
-    assert report["unindexed_targets"] == 0
-    assert report["with_policy"]["recall@10"] <= 0.5  # blocked and hidden queries count as misses
-    for key in ("recall@1", "recall@5", "recall@10", "mrr", "median_rank"):
-        assert key in report and key in report["with_policy"]
-    assert report["recall@10"] == 1.0  # a gallery of 8: the raw ranking always holds the target
+EVALUATION = pd.DataFrame(
+    {
+        "query_id": ["q0", "q1", "q2", "q3", "q4"],
+        "query_text": ["a red circle", "a blue square", "a girl with a red ball", "a pink circle", "a tree"],
+        "image": ["red-circle.png", "sub/blue-square.png", "red-square.png", "pink-circle.png", "absent.png"],
+    }
+)
+"""q0, q1 find their target among the first two (each colour's two pictures come first); q2 is blocked (its
+target, red too, still ranks high for the raw model); q3's target is flagged; q4's is not indexed."""
+
+
+def test_evaluate_counts_blocked_queries_and_hidden_targets(searcher):
+    report = evaluate(searcher, EVALUATION)
+    assert (report["n_queries"], report["blocked"], report["hidden_targets"], report["unindexed_targets"]) == (5, 1, 1, 1)
+    assert report["gallery"] == 14 and report["recall@5"] >= 3 / 5 - 1e-4  # policy off: q2 counts
+    with_policy, answerable = report["with_policy"], report["answerable"]  # q4 is answerable but never found
+    assert with_policy["n_queries"] == 5 and with_policy["recall@5"] == pytest.approx(2 / 5, abs=1e-4)
+    assert answerable["n_queries"] == 3 and answerable["recall@5"] == pytest.approx(2 / 3, abs=1e-4)
+    assert answerable["median_rank"] <= 2
+
+
+def test_evaluate_command_prints_the_same_report(synthetic_index, searcher, tmp_path):
+    queries = tmp_path / "queries.csv"
+    lines = ["|query_id|query_text|image", *(f"{n}|{q}|{t}|{i}" for n, (q, t, i) in enumerate(EVALUATION.values))]
+    queries.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["evaluate", "--queries", str(queries), "--index", str(synthetic_index), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads(json.dumps(evaluate(searcher, EVALUATION)))
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_search_and_evaluate_commands_on_the_real_models(real_artifacts, tmp_path):
+    from test_index import write_gallery
+
+    paths = write_gallery(tmp_path / "gallery", 8)
+    build_index(tmp_path / "gallery", real_artifacts, tmp_path / "index", tmp_path / "cache", progress=False)
+    runner, index = CliRunner(), str(tmp_path / "index")
+    result = runner.invoke(app, ["search", "a red ball on a green field", "--index", index, "--k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    scores = [hit["score"] for hit in answer["results"]]
+    assert not answer["blocked"] and 0 < len(scores) <= 3 and scores == sorted(scores, reverse=True)
+    blocked = json.loads(runner.invoke(app, ["search", CHILD_QUERIES[0], "--index", index, "--json"]).stdout)
+    assert blocked["disclaimer"] == DISCLAIMER and blocked["results"] == []
+    queries = tmp_path / "queries.csv"
+    queries.write_text(f"|query_id|query_text|image\n0|q0|a round shape|{paths[0].name}\n")
+    report = runner.invoke(app, ["evaluate", "--queries", str(queries), "--index", index, "--json"])
+    assert report.exit_code == 0 and json.loads(report.stdout)["n_queries"] == 1

@@ -88,14 +88,12 @@ def test_build_writes_safe_consistent_index(gallery, tmp_path, synthetic_bundle)
     assert index.child.dtype == bool and np.all((0 <= index.child_prob) & (index.child_prob <= 1))
 
 
-@pytest.mark.data
-@pytest.mark.slow
-def test_incremental_update_embeds_only_what_changed(gallery, tmp_path, real_artifacts):
+def test_incremental_update_embeds_only_what_changed(gallery, tmp_path, synthetic_bundle):
     out, cache = tmp_path / "index", tmp_path / "cache"
-    build_index(gallery, real_artifacts, out, cache, progress=False)
+    build_index(gallery, synthetic_bundle, out, cache, progress=False)
     before = GalleryIndex.load(out, mmap=False)
 
-    again = build_index(gallery, real_artifacts, out, cache, progress=False)
+    again = build_index(gallery, synthetic_bundle, out, cache, progress=False)
     assert (again.added, again.changed, again.removed, again.unchanged) == ([], [], [], 6)
     assert not again.wrote
 
@@ -104,7 +102,7 @@ def test_incremental_update_embeds_only_what_changed(gallery, tmp_path, real_art
     write_gallery(tmp_path / "more", 8)
     shutil.copy(tmp_path / "more" / "img6.jpg", gallery / "new.jpg")
     (gallery / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    report = build_index(gallery, real_artifacts, out, cache, progress=False)
+    report = build_index(gallery, synthetic_bundle, out, cache, progress=False)
     assert report.added == ["new.jpg"] and report.changed == ["img1.jpg"] and report.removed == ["img0.jpg"]
     assert report.unchanged == 4 and [path for path, _ in report.skipped] == ["broken.jpg"]
     assert "broken.jpg" in report.skipped[0][1]
@@ -119,13 +117,11 @@ def test_incremental_update_embeds_only_what_changed(gallery, tmp_path, real_art
     assert len(list(out.glob("data-*"))) == 1  # the previous data folder was swapped out and removed
 
 
-@pytest.mark.data
-@pytest.mark.slow
-def test_load_errors_name_the_file(gallery, tmp_path, real_artifacts):
+def test_load_errors_name_the_file(gallery, tmp_path, synthetic_bundle):
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         GalleryIndex.load(tmp_path / "nowhere")
     out = tmp_path / "index"
-    build_index(gallery, real_artifacts, out, tmp_path / "cache", progress=False)
+    build_index(gallery, synthetic_bundle, out, tmp_path / "cache", progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
     data = out / manifest["data"]
     np.save(data / "child.npy", np.zeros(2, dtype=bool))
@@ -136,11 +132,9 @@ def test_load_errors_name_the_file(gallery, tmp_path, real_artifacts):
         GalleryIndex.load(out)
 
 
-@pytest.mark.data
-@pytest.mark.slow
-def test_missing_gallery_is_a_clear_error(tmp_path, real_artifacts):
+def test_missing_gallery_is_a_clear_error(tmp_path, synthetic_bundle):
     with pytest.raises(FileNotFoundError, match="gallery folder not found"):
-        build_index(tmp_path / "absent", real_artifacts, tmp_path / "index", progress=False)
+        build_index(tmp_path / "absent", synthetic_bundle, tmp_path / "index", progress=False)
 
 
 def test_build_flags_what_the_child_detector_flags(synthetic_index):
@@ -150,3 +144,40 @@ def test_build_flags_what_the_child_detector_flags(synthetic_index):
     assert len(index) == len(GALLERY) and read_manifest(synthetic_index)["child_flagged"] == 2
     flagged = [path for path, child in zip(index.paths, index.child) if child]
     assert flagged == child_paths(index) == ["pink-circle.png", "pink-square.png"]
+
+
+def test_update_flags_a_photo_that_became_a_child_photo_and_unflags_it_after(tmp_path, synthetic_bundle):
+    from picsearch.search import Searcher
+    from synthetic_bundle import draw, write_gallery as draw_gallery
+
+    gallery, out, cache = tmp_path / "gallery", tmp_path / "index", tmp_path / "cache"
+    draw_gallery(gallery)
+    assert build_index(gallery, synthetic_bundle, out, cache, progress=False).child_flagged == 2
+    draw("pink", "circle", 1).save(gallery / "red-circle.png")
+    report = build_index(gallery, synthetic_bundle, out, cache, progress=False)
+    assert report.changed == ["red-circle.png"] and report.child_flagged == 3
+    searcher = Searcher.open(out)
+    assert "red-circle.png" not in {hit.path.name for hit in searcher.search("red", k=50).hits}
+    with pytest.raises(KeyError):
+        searcher.path_of(image_id("red-circle.png"))
+    draw("red", "circle", 1).save(gallery / "red-circle.png")
+    assert build_index(gallery, synthetic_bundle, out, cache, progress=False).child_flagged == 2
+    assert "red-circle.png" in {hit.path.name for hit in Searcher.open(out).search("red", k=2).hits}
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_index_command_on_the_real_models(gallery, tmp_path, real_artifacts):
+    from typer.testing import CliRunner
+
+    from picsearch.interfaces.cli import app
+
+    args = ["index", str(gallery), "--model", str(real_artifacts), "--out", str(tmp_path / "index"),
+            "--cache", str(tmp_path / "cache")]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "added 6" in first.output and "6 images indexed" in first.output
+    index = GalleryIndex.load(tmp_path / "index")
+    assert index.meta["model"] == str(real_artifacts.resolve()) and index.features.shape[0] == 6
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "unchanged 6" in again.output

@@ -7,7 +7,6 @@ import re
 from io import BytesIO
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -273,103 +272,106 @@ def test_static_assets_are_local(client: TestClient) -> None:
         assert "http://" not in response.text.replace("http://www.w3.org/2000/svg", "")
 
 
-# --- The app over a real index (the search layer's Searcher and the models trained on the real data) ---
+# --- The app over a real index: the search layer's Searcher on the synthetic bundle (pink pictures flagged) ---
 
 
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory: pytest.TempPathFactory, real_artifacts: Path) -> Path:
-    from picsearch.index import build_index
-    from test_index import write_gallery as write_index_gallery
-
-    folder = tmp_path_factory.mktemp("web-index")
-    write_index_gallery(folder / "gallery", 6)
-    build_index(folder / "gallery", real_artifacts, folder / "index", folder / "cache", progress=False)
-    return folder / "index"
+@pytest.fixture()
+def real_client(synthetic_searcher, tmp_path: Path) -> TestClient:
+    return TestClient(create_app(synthetic_searcher, tmp_path / "thumbs"))
 
 
-@pytest.fixture(scope="module")
-def opened(index_dir: Path):
-    from picsearch.search import Searcher
+def flagged_ids(searcher) -> list[str]:
+    from synthetic_bundle import child_paths
 
-    return Searcher.open(index_dir)
-
-
-def with_child_flags(opened, index_dir: Path, flagged: list[int]):
-    """The same index and models, with the child detector's flag on ``flagged`` rows only."""
-    from picsearch.index import GalleryIndex
-    from picsearch.search import Searcher
-
-    index = GalleryIndex.load(index_dir)
-    index.child = np.isin(np.arange(len(index)), flagged)
-    return Searcher(index, opened.bundle, opened.text_encoder)
+    rows = dict(zip(searcher.index.paths, searcher.index.ids))
+    return [rows[path] for path in child_paths(searcher.index)]
 
 
-@pytest.fixture(scope="module")
-def real_searcher(opened, index_dir: Path):
-    return with_child_flags(opened, index_dir, [])
-
-
-@pytest.mark.data
-def test_real_index_end_to_end(real_searcher, tmp_path: Path) -> None:
-    client = TestClient(create_app(real_searcher, tmp_path / "thumbs"))
-    query = "a red ball on a green field"
-    body = client.get("/api/search", params={"q": query, "k": 4}).json()
-    expected = real_searcher.search(query, k=4).hits
+def test_real_index_end_to_end(real_client: TestClient, synthetic_searcher) -> None:
+    query = "a big blue square"
+    body = real_client.get("/api/search", params={"q": query, "k": 4}).json()
+    expected = synthetic_searcher.search(query, k=4).hits
     assert [r["id"] for r in body["results"]] == [hit.id for hit in expected] and len(expected) == 4
     assert [r["score"] for r in body["results"]] == pytest.approx([hit.score for hit in expected])
+    assert {hit.path.name for hit in expected[:2]} == {"blue-circle.png", "blue-square.png"}
     for result in body["results"]:
-        image = client.get(result["image_url"])
-        assert image.status_code == 200 and image.content == real_searcher.path_of(result["id"]).read_bytes()
-        assert Image.open(BytesIO(client.get(result["thumb_url"]).content)).format == "JPEG"
+        image = real_client.get(result["image_url"])
+        assert image.status_code == 200 and image.content == synthetic_searcher.path_of(result["id"]).read_bytes()
+        assert Image.open(BytesIO(real_client.get(result["thumb_url"]).content)).format == "JPEG"
 
-    page = client.get("/", params={"q": query, "k": "4"}).text.split("<template")[0]
+    page = real_client.get("/", params={"q": query, "k": "4"}).text.split("<template")[0]
     assert [page.index(f'href="/images/{hit.id}"') for hit in expected] == sorted(
         page.index(f'href="/images/{hit.id}"') for hit in expected
     )
-    assert client.get("/healthz").json() == {"status": "ok", "images": len(real_searcher)}
 
 
-@pytest.mark.data
-def test_real_index_blocks_and_filters(real_searcher, tmp_path: Path) -> None:
-    client = TestClient(create_app(real_searcher, tmp_path / "thumbs"))
-    blocked = client.get("/api/search", params={"q": "Мальчик на велосипеде"}).json()
-    assert blocked["blocked"] is True and blocked["disclaimer"] == DISCLAIMER and blocked["results"] == []
-    best = client.get("/api/search", params={"q": "blue sky", "k": 1}).json()["results"][0]["score"]
-    strict = client.get("/api/search", params={"q": "blue sky", "min_score": min(1.0, best + 1e-6)}).json()
+def test_real_index_blocks_and_filters(real_client: TestClient) -> None:
+    for query in ("Мальчик на велосипеде", "two little girls on a red square"):
+        blocked = real_client.get("/api/search", params={"q": query}).json()
+        assert blocked["blocked"] is True and blocked["disclaimer"] == DISCLAIMER and blocked["results"] == []
+        page = real_client.get("/", params={"q": query}).text
+        assert DISCLAIMER in page and "/thumbs/" not in page.split("<template")[0]
+    best = real_client.get("/api/search", params={"q": "blue sky", "k": 1}).json()["results"][0]["score"]
+    strict = real_client.get("/api/search", params={"q": "blue sky", "min_score": min(1.0, best + 1e-6)}).json()
     assert strict["results"] == []
 
 
-@pytest.mark.data
-def test_child_flagged_images_are_never_served(opened, index_dir: Path, tmp_path: Path) -> None:
-    guarded = with_child_flags(opened, index_dir, [0])  # the detector flags the first image
-    index = guarded.index
-    client = TestClient(create_app(guarded, tmp_path / "thumbs"))
-    hidden = index.ids[0]
-    assert client.get(f"/images/{hidden}").status_code == 404
-    assert client.get(f"/thumbs/{hidden}").status_code == 404
-    shown = client.get("/api/search", params={"q": "a photo", "k": 50}).json()["results"]
-    assert len(shown) == len(index) - 1 and hidden not in {r["id"] for r in shown}
-    assert client.get(f"/images/{index.ids[1]}").status_code == 200
+def test_child_flagged_images_are_never_served_counted_or_listed(real_client: TestClient, synthetic_searcher) -> None:
+    hidden = flagged_ids(synthetic_searcher)
+    visible = len(synthetic_searcher.index) - len(hidden)
+    assert len(hidden) == 2
+    for image_id in hidden:
+        assert real_client.get(f"/images/{image_id}").status_code == 404
+        assert real_client.get(f"/thumbs/{image_id}").status_code == 404
+    for query in ("pink", "a pink square", "a photo"):
+        shown = {r["id"] for r in real_client.get("/api/search", params={"q": query, "k": 50}).json()["results"]}
+        assert len(shown) == visible and not shown & set(hidden)
+        page = real_client.get("/", params={"q": query, "k": "50"}).text
+        assert page.count('href="/images/') == visible and not any(image_id in page for image_id in hidden)
+    assert real_client.get("/healthz").json() == {"status": "ok", "images": visible}
+    assert f"Search {visible} photos" in real_client.get("/").text
+    assert real_client.get(f"/images/{synthetic_searcher.search('red', k=1).hits[0].id}").status_code == 200
 
 
-@pytest.mark.data
-def test_serve_command_wires_the_index(opened, index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_command_wires_the_index(synthetic_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served = serve_with_stub_uvicorn(synthetic_index, tmp_path / "thumbs", monkeypatch)
+    assert served["host"] == "127.0.0.1" and served["port"] == 8123 and served["threads"] == 1
+    client = TestClient(served["app"])
+    assert client.get("/healthz").json()["images"] == 12  # 14 indexed, the 2 pink ones flagged
+    greens = client.get("/api/search", params={"q": "a green field", "k": 2}).json()["results"]
+    assert [client.get(r["image_url"]).status_code for r in greens] == [200, 200]
+    assert served["app"].state.web.thumbs.folder == tmp_path / "thumbs"
+
+
+def serve_with_stub_uvicorn(index_dir: Path, thumbs: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Run `picsearch serve --index INDEX_DIR --port 8123` with uvicorn.run recording its app instead of serving."""
     import uvicorn
     from typer.testing import CliRunner
 
     from picsearch.interfaces.cli import app as cli
     from picsearch.interfaces.cli import serve
 
-    served = {}
+    served: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
     monkeypatch.setattr(serve, "limit_threads", lambda n: served.update(threads=n))
-    result = CliRunner().invoke(cli, ["serve", "--index", str(index_dir), "--port", "8123"])
+    result = CliRunner().invoke(cli, ["serve", "--index", str(index_dir), "--port", "8123", "--thumbs", str(thumbs)])
     assert result.exit_code == 0, result.output
-    assert served["host"] == "127.0.0.1" and served["port"] == 8123 and served["threads"] == 1
-    client = TestClient(served["app"])
-    assert client.get("/healthz").json()["images"] == len(opened)  # child-flagged images not counted
-    assert client.get("/api/search", params={"q": "a green field", "k": 2}).status_code == 200
-    assert served["app"].state.web.thumbs.folder == index_dir / "thumbs"
+    return served
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_serve_command_on_the_real_models(real_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from picsearch.index import build_index
+    from test_index import write_gallery as write_index_gallery
+
+    write_index_gallery(tmp_path / "gallery", 6)
+    build_index(tmp_path / "gallery", real_artifacts, tmp_path / "index", tmp_path / "cache", progress=False)
+    client = TestClient(serve_with_stub_uvicorn(tmp_path / "index", tmp_path / "thumbs", monkeypatch)["app"])
+    shown = client.get("/healthz").json()["images"]
+    results = client.get("/api/search", params={"q": "a red ball on a green field", "k": 50}).json()["results"]
+    assert 0 < len(results) == shown <= 6 and client.get(results[0]["thumb_url"]).status_code == 200
+    assert client.get("/api/search", params={"q": "Мальчик на велосипеде"}).json()["disclaimer"] == DISCLAIMER
 
 
 def test_serve_command_names_a_missing_index(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from picsearch.models.matching import ImageLayout
+from picsearch.models.layout import ImageLayout
 from picsearch.models.trainset import TrainingSet
 
 POOLED, CLASSES, TEXT_DIM = 16, 10, 8

@@ -8,7 +8,7 @@ from safetensors.numpy import load_file
 
 from picsearch.models import ArtifactError, EncoderMismatchError, RelevanceBundle
 from picsearch.models.child import ChildDetector
-from picsearch.models.heads import MatchingHead
+from picsearch.models.matching_head import MatchingHead
 from picsearch.models.matching import CaptionTransferMatcher, JointSpace, RidgeMatcher
 from synthetic_models import LAYOUT, synthetic_training_set
 
@@ -21,7 +21,7 @@ def bundle() -> RelevanceBundle:
     head = MatchingHead(matchers, inner_folds=3, n_estimators=20).fit(DATA)
     labels = DATA.image_feats[:, 0] > 0
     child = ChildDetector(LAYOUT, c=1.0, threshold=0.4).fit(DATA.image_feats, labels)
-    joint = JointSpace(head.matchers, {"ridge": 2.0, "transfer": 1.0})
+    joint = JointSpace(head.matchers_, {"ridge": 2.0, "transfer": 1.0})
     return RelevanceBundle(head, joint, child, "enc-i", "enc-i-id-v1", "enc-t", "enc-t-id-v1", "matching_head")
 
 

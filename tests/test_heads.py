@@ -3,7 +3,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from picsearch.models.heads import ConcatLGBM, ConcatMLP, ConcatRidge, MatchingHead, restore_model, top_k_mean
+from picsearch.models.concat import ConcatLGBM, ConcatMLP, ConcatRidge
+from picsearch.models.matching_head import MatchingHead
+from picsearch.models.relevance import restore_model
+from picsearch.models.vectors import top_k_mean
 from picsearch.models.matching import CaptionTransferMatcher, RidgeMatcher
 from synthetic_models import LAYOUT, synthetic_training_set
 
@@ -58,11 +61,11 @@ def test_matching_head_relative_similarity_is_measured_against_the_query_best_tr
     images, texts = DATA.pair_feats(DATA.evaluation.iloc[:7])
     features = head.features(images, texts)
     per_matcher = 1 + len(head.reference_ks)
-    assert features.shape == (7, per_matcher * len(head.matchers)) == (7, head.booster.num_feature())
-    for index, (name, matcher) in enumerate(head.matchers.items()):
+    assert features.shape == (7, per_matcher * len(head.matchers_)) == (7, head.booster_.num_feature())
+    for index, (name, matcher) in enumerate(head.matchers_.items()):
         embedded = matcher.embed_text(texts)
         sims = np.einsum("nd,nd->n", matcher.embed_image(images), embedded)
-        ranked = np.sort(embedded @ head.references[name].T, axis=1)[:, ::-1]
+        ranked = np.sort(embedded @ head.references_[name].T, axis=1)[:, ::-1]
         column = per_matcher * index
         assert np.allclose(features[:, column], sims, atol=1e-5)
         for offset, k in enumerate(head.reference_ks, start=1):
@@ -74,9 +77,9 @@ def test_matching_head_score_never_falls_as_a_similarity_rises() -> None:
     noise = DATA.pairs.assign(target=np.random.default_rng(1).uniform(size=len(DATA.pairs)))
     head = models()[3].fit(replace(DATA, pairs=noise))
     steps = np.linspace(-1, 1, 201, dtype=np.float32)
-    n_features = head.booster.num_feature()
+    n_features = head.booster_.num_feature()
     for other in np.linspace(-1, 1, 21, dtype=np.float32):
         for column in range(n_features):
             grid = np.full((len(steps), n_features), other, dtype=np.float32)
             grid[:, column] = steps
-            assert np.all(np.diff(head.booster.predict(grid)) >= -1e-12)
+            assert np.all(np.diff(head.booster_.predict(grid)) >= -1e-12)

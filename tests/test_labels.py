@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from picsearch import labels
+from picsearch import labels, metrics
 from picsearch.data import load_dataset
 
 
@@ -83,12 +83,12 @@ def test_kendall_tau_c_expert_by_hand() -> None:
     # Concordant: a-b 9, a-c 6 (1<2; 2=2 ties); discordant: b-c 9. n=9, m=min(3, 4)=3.
     # tau_c = 2 (15 - 9) / (81 * 2 / 3) = 2/9. The dropped own-caption pair must not count.
     predicted = np.array([0.2, 0.0, 0.5, 0.8])
-    assert labels.kendall_tau_c_expert(PROTOCOL, predicted) == pytest.approx(2 / 9)
+    assert metrics.kendall_tau_c_expert(PROTOCOL, predicted) == pytest.approx(2 / 9)
 
 
 def test_kendall_tau_b_crowd_by_hand() -> None:
     # 6 pairs, one tie in true_frac, all others concordant: 5 / sqrt(6 * 5).
-    tau = labels.kendall_tau_b_crowd(np.array([0, 1 / 3, 1 / 3, 1]), np.array([0.1, 0.2, 0.3, 0.4]))
+    tau = metrics.kendall_tau_b_crowd(np.array([0, 1 / 3, 1 / 3, 1]), np.array([0.1, 0.2, 0.3, 0.4]))
     assert tau == pytest.approx(5 / math.sqrt(30))
 
 
@@ -100,4 +100,4 @@ def test_real_expert_protocol(real_data: Path) -> None:
     assert rows["pair_index"].nunique() == 5664
     assert len(rows) == 16992
     perfect = labels.exp_mean_score(expert).to_numpy()
-    assert 0.5 < labels.kendall_tau_c_expert(expert, perfect) <= 1
+    assert 0.5 < metrics.kendall_tau_c_expert(expert, perfect) <= 1

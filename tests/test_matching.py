@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from picsearch.models.base import nest, rowwise_cosine, unnest
+from picsearch.models.export import nest, unnest
+from picsearch.models.vectors import rowwise_cosine
 from picsearch.models.matching import (
     CaptionTransferMatcher, ClassBridgeMatcher, ImageLayout, ImageTransferMatcher, JointSpace, RidgeMatcher,
     SharedSpaceMatcher, TwoTowerMatcher, restore_matcher, soft_nearest_mean,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from picsearch.search.metrics import mean_reciprocal_rank, median_rank, rank_of, recall_at, summarize
+from picsearch.metrics import mean_reciprocal_rank, median_rank, rank_of, recall_at, summarize
 
 # Four queries over images a..f; the correct image sits at ranks 1, 3, 7 and nowhere.
 RANKINGS = [

@@ -9,15 +9,9 @@ from typer.testing import CliRunner
 from picsearch.interfaces.cli import app
 from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.models import RelevanceBundle
-from picsearch.models.matching import ImageLayout
-from picsearch.models.train import (
-    GALLERIES,
-    TRAINING_DATA_OPTIONS,
-    Encoders,
-    _galleries,
-    choose_joint,
-    joint_options,
-)
+from picsearch.models.layout import ImageLayout
+from picsearch.models.retrieval_cv import GALLERIES, _galleries
+from picsearch.models.selection import TRAINING_DATA_OPTIONS, Encoders, choose_joint, joint_options
 
 
 def test_shared_space_only_for_the_two_towers_of_one_clip() -> None:

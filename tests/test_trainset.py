@@ -4,7 +4,7 @@ import numpy as np
 
 from picsearch.data import load_dataset
 from picsearch.features import DatasetFeatures
-from picsearch.models.matching import ImageLayout
+from picsearch.models.layout import ImageLayout
 from picsearch.models.trainset import build_training_set
 from tiny_dataset import write_tiny_dataset
 

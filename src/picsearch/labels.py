@@ -1,10 +1,9 @@
-"""Training targets from the human judgements, and the yardsticks the models are measured with."""
+"""Training targets from the human judgements, and the expert evaluation protocol (metrics: :mod:`picsearch.metrics`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau
 
 from picsearch.data.tables import EXPERT_SCORES, caption_image
 
@@ -72,15 +71,3 @@ def expert_protocol_rows(expert: pd.DataFrame) -> pd.DataFrame:
         id_vars=["pair_index", "image", "query_id"], value_vars=EXPERT_SCORES, value_name="expert_score"
     )
     return long.sort_values(["pair_index", "variable"]).drop(columns="variable").reset_index(drop=True)
-
-
-def kendall_tau_c_expert(expert: pd.DataFrame, predicted: np.ndarray) -> float:
-    """Kendall tau-c between per-pair predictions (aligned with ``expert`` rows) and expert scores."""
-    rows = expert_protocol_rows(expert)
-    positions = expert.index.get_indexer(rows["pair_index"])
-    return float(kendalltau(np.asarray(predicted)[positions], rows["expert_score"], variant="c").statistic)
-
-
-def kendall_tau_b_crowd(true_frac: np.ndarray, predicted: np.ndarray) -> float:
-    """Kendall tau-b between predictions and the crowd's ``true_frac`` on the same pairs."""
-    return float(kendalltau(predicted, true_frac, variant="b").statistic)

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save
 
-from picsearch.models.base import Exported, nest, unnest
+from picsearch.models.export import Exported, nest, unnest
 from picsearch.models.child import ChildDetector
-from picsearch.models.heads import RelevanceModel, restore_model
+from picsearch.models.relevance import RelevanceModel, restore_model
 from picsearch.models.matching import JointSpace, restore_matcher
 from picsearch.storage import save_json, write_bytes
 

@@ -13,15 +13,21 @@ and the threshold must go below them; other features and models scored within +-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.metrics import precision_recall_curve, roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from picsearch.models.base import Exported, Standardizer
-from picsearch.models.matching import ImageLayout
+from picsearch.data.tables import Dataset
+from picsearch.features import DatasetFeatures
+from picsearch.models.export import Exported
+from picsearch.models.layout import ImageLayout, params_from_json, params_to_json
+from picsearch.models.linear import fit_scaler, restore_scaler, scale, scaler_arrays
+from picsearch.policy import is_blocked
+from picsearch.policy.filter import child_images
 
 TARGET_RECALL = 0.99
 C_GRID = (0.001, 0.003, 0.01, 0.03)
@@ -29,11 +35,10 @@ C_GRID = (0.001, 0.003, 0.01, 0.03)
 
 def threshold_for_recall(probs: np.ndarray, labels: np.ndarray, recall: float) -> float:
     """The highest threshold t with recall(probs >= t) >= ``recall``."""
-    positives = np.sort(probs[labels.astype(bool)])[::-1]
-    if len(positives) == 0:
+    if not np.any(labels):
         raise ValueError("no positive (child) images to choose a threshold from")
-    needed = int(np.ceil(recall * len(positives)))
-    return float(positives[needed - 1])
+    _, recalls, thresholds = precision_recall_curve(labels.astype(bool), probs)
+    return float(thresholds[recalls[:-1] >= recall].max())
 
 
 def detection_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
@@ -51,40 +56,50 @@ def detection_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -
     }
 
 
-@dataclass
-class ChildDetector:
-    """P(child | image features); ``threshold`` flags images to hide."""
+class ChildDetector(ClassifierMixin, BaseEstimator):
+    """P(child | image features): standardized features, balanced logistic regression; ``threshold`` flags
+    images to hide."""
 
-    layout: ImageLayout
-    c: float = 0.01
-    threshold: float = 0.5
+    kind = "child_logreg"
+
+    def __init__(self, layout: ImageLayout, c: float = 0.01, threshold: float = 0.5) -> None:
+        self.layout, self.c, self.threshold = layout, c, threshold
 
     def fit(self, image_feats: np.ndarray, labels: np.ndarray) -> ChildDetector:
         x = self.layout.inputs(image_feats)
-        self.scaler = Standardizer().fit(x)
+        self.scaler_ = fit_scaler(x)
         model = LogisticRegression(C=self.c, max_iter=2000, class_weight="balanced")
-        model.fit(self.scaler.transform(x), labels.astype(int))
-        self.coef, self.intercept = model.coef_[0].astype(np.float32), float(model.intercept_[0])
+        model.fit(scale(self.scaler_, x), np.asarray(labels).astype(int))
+        self.classes_ = model.classes_
+        self.coef_, self.intercept_ = model.coef_[0].astype(np.float32), float(model.intercept_[0])
         return self
 
     def probability(self, image_feats: np.ndarray) -> np.ndarray:
-        logits = self.scaler.transform(self.layout.inputs(image_feats)) @ self.coef + self.intercept
+        """P(child) per image row."""
+        logits = scale(self.scaler_, self.layout.inputs(image_feats)) @ self.coef_ + self.intercept_
         return 1.0 / (1.0 + np.exp(-logits))
 
+    def predict_proba(self, image_feats: np.ndarray) -> np.ndarray:
+        """scikit-learn's two columns, P(not child) and P(child)."""
+        p = self.probability(image_feats)
+        return np.column_stack([1.0 - p, p])
+
     def is_child(self, image_feats: np.ndarray) -> np.ndarray:
+        """True for images at or above ``threshold`` (to hide)."""
         return self.probability(image_feats) >= self.threshold
 
+    predict = is_child  # scikit-learn's name (``cross_val_predict`` requires one)
+
     def export(self) -> Exported:
-        params = {"kind": "child_logreg", "layout": self.layout.to_json(), "c": self.c, "threshold": self.threshold,
-                  "intercept": self.intercept}
-        return Exported(params, {"coef": self.coef, **self.scaler.export("x_")})
+        params = {"kind": self.kind, **params_to_json(self.get_params()), "intercept": self.intercept_}
+        return Exported(params, {"coef": self.coef_, **scaler_arrays(self.scaler_, "x_")})
 
     @classmethod
     def restore(cls, exported: Exported) -> ChildDetector:
-        p = exported.params
-        detector = cls(ImageLayout.from_json(p["layout"]), p["c"], p["threshold"])
-        detector.coef, detector.intercept = exported.arrays["coef"], p["intercept"]
-        detector.scaler = Standardizer.restore(exported.arrays, "x_")
+        detector = cls(**params_from_json(exported.params, "intercept"))
+        detector.coef_, detector.intercept_ = exported.arrays["coef"], exported.params["intercept"]
+        detector.scaler_ = restore_scaler(exported.arrays, "x_")
+        detector.classes_ = np.array([0, 1])
         return detector
 
 
@@ -97,9 +112,9 @@ def out_of_fold(
     tests = []
     for repeat in range(repeats):
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed + repeat)
-        for train, test in splitter.split(feats, labels):
-            probs[repeat, test] = ChildDetector(layout, c).fit(feats[train], labels[train]).probability(feats[test])
-            tests.append(test)
+        detector = ChildDetector(layout, c)
+        probs[repeat] = cross_val_predict(detector, feats, labels, cv=splitter, method="predict_proba")[:, 1]
+        tests += [test for _, test in splitter.split(feats, labels)]
     return probs, tests
 
 
@@ -151,3 +166,22 @@ def train_child_detector(
     best = max(grid, key=lambda c: (grid[c]["precision"], grid[c]["auc"]))
     detector = ChildDetector(layout, float(best), grid[best]["threshold"]).fit(feats, labels)
     return ChildReport(detector, grid[best], grid)
+
+
+def fit_child_detector(dataset: Dataset, feats: DatasetFeatures, layout: ImageLayout) -> tuple[ChildDetector, dict[str, Any]]:
+    """Fit on train images (labels from their captions), then measure on test images (their 5 captions)."""
+    train_names = sorted(set(dataset.train["image"]) & set(feats.image_row))
+    children = child_images(dataset)
+    labels = np.array([name in children for name in train_names])
+    report = train_child_detector(layout, feats.images(train_names), labels)
+    queries = dataset.test_queries
+    blocked_test = set(queries.loc[queries["query_text"].map(is_blocked), "image"])
+    test_names = sorted(set(queries["image"]) & set(feats.image_row))
+    test_probs = report.detector.probability(feats.images(test_names))
+    test_labels = np.array([name in blocked_test for name in test_names])
+    summary = {
+        "cv": report.cv, "c": report.detector.c, "threshold": report.detector.threshold,
+        "target_recall": TARGET_RECALL, "grid": report.grid,
+        "test_images": detection_metrics(test_probs, test_labels, report.detector.threshold),
+    }
+    return report.detector, summary

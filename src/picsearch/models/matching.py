@@ -2,60 +2,24 @@
 
 Every matcher has ``fit(image_feats, text_feats)`` on aligned positive pairs (row i of both is one
 image with a caption that describes it), ``embed_image`` / ``embed_text`` (L2-normalized rows of the
-matcher's joint space, so a dot product is a cosine). ``export`` / ``restore`` keep them in
+matcher's joint space, so a dot product is a cosine). Hyperparameters are ``__init__`` arguments
+(scikit-learn's ``get_params``), fitted attributes end in ``_``; ``export`` / ``restore`` keep them in
 safe formats. :class:`JointSpace` combines several matchers into the one space retrieval uses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator
 
-from picsearch.models.base import Exported, Standardizer, l2_normalize, ridge_solve
-
-PROBS_SCALE = 10.0
-"""sqrt(ImageNet probs) are multiplied by this before standardization (keeps them comparable to pooled)."""
-
-
-@dataclass(frozen=True)
-class ImageLayout:
-    """Where the pooled features and (optionally) the ImageNet probabilities sit in an image vector."""
-
-    pooled: tuple[int, int]
-    probs: tuple[int, int] | None = None
-
-    @classmethod
-    def from_fields(cls, fields: dict[str, Sequence[int]], dim: int) -> ImageLayout:
-        """Layout from an encoder's ``fields``; without a ``pooled`` field the whole vector is pooled."""
-        pooled = tuple(fields.get("pooled", (0, dim)))
-        probs = tuple(fields["probs"]) if "probs" in fields else None
-        return cls(pooled, probs)  # type: ignore[arg-type]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"pooled": list(self.pooled), "probs": list(self.probs) if self.probs else None}
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> ImageLayout:
-        return cls(tuple(raw["pooled"]), tuple(raw["probs"]) if raw.get("probs") else None)  # type: ignore[arg-type]
-
-    def pooled_of(self, feats: np.ndarray) -> np.ndarray:
-        return feats[:, self.pooled[0] : self.pooled[1]]
-
-    def probs_of(self, feats: np.ndarray) -> np.ndarray:
-        if self.probs is None:
-            raise ValueError("image features have no 'probs' field")
-        return feats[:, self.probs[0] : self.probs[1]]
-
-    def inputs(self, feats: np.ndarray) -> np.ndarray:
-        """Pooled features, followed by sqrt(probs) when the encoder has them."""
-        parts = [self.pooled_of(feats)]
-        if self.probs is not None:
-            parts.append(np.sqrt(np.clip(self.probs_of(feats), 0.0, None)) * PROBS_SCALE)
-        return np.hstack(parts).astype(np.float32)
+from picsearch.models.export import Exported
+from picsearch.models.layout import ImageLayout, params_from_json, params_to_json
+from picsearch.models.linear import fit_ridge, fit_scaler, restore_scaler, scale, scaler_arrays
+from picsearch.models.vectors import l2_normalize
 
 
 class Matcher(Protocol):
@@ -69,6 +33,33 @@ class Matcher(Protocol):
     def export(self) -> Exported: ...
 
 
+MatcherFactory = Callable[[], Matcher]
+
+
+def fit_matchers(factories: dict[str, MatcherFactory], image_feats: np.ndarray, text_feats: np.ndarray
+                 ) -> dict[str, Matcher]:
+    """A fresh matcher of every factory, fitted on the same positive pairs."""
+    return {name: make().fit(image_feats, text_feats) for name, make in factories.items()}
+
+
+class _MatcherBase(BaseEstimator):
+    """Export of the hyperparameters (``get_params``) plus the fitted arrays named in ``_fitted``."""
+
+    kind = ""
+    _fitted: tuple[str, ...] = ()
+
+    def export(self) -> Exported:
+        params = {"kind": self.kind, **params_to_json(self.get_params())}
+        return Exported(params, {name.rstrip("_"): getattr(self, name) for name in self._fitted})
+
+    @classmethod
+    def restore(cls, exported: Exported):
+        matcher = cls(**params_from_json(exported.params))
+        for name in cls._fitted:
+            setattr(matcher, name, exported.arrays[name.rstrip("_")])
+        return matcher
+
+
 class _RawTextMixin:
     """Matchers whose joint space is the text encoder's own space."""
 
@@ -76,8 +67,8 @@ class _RawTextMixin:
         return l2_normalize(text_feats)
 
 
-class RidgeMatcher(_RawTextMixin):
-    """Ridge regression from standardized image features to the caption vectors."""
+class RidgeMatcher(_RawTextMixin, _MatcherBase):
+    """Ridge regression (scikit-learn) from standardized image features to the caption vectors."""
 
     kind = "ridge"
 
@@ -86,31 +77,33 @@ class RidgeMatcher(_RawTextMixin):
 
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> RidgeMatcher:
         x = self.layout.inputs(image_feats)
-        self.scaler = Standardizer().fit(x)
-        self.text_mean = text_feats.mean(axis=0).astype(np.float32)
-        self.weights = ridge_solve(self.scaler.transform(x), text_feats - self.text_mean, self.alpha)
+        self.scaler_ = fit_scaler(x)
+        ridge = fit_ridge(scale(self.scaler_, x), text_feats, self.alpha)
+        self.coef_, self.intercept_ = ridge.coef_.T.astype(np.float32), ridge.intercept_.astype(np.float32)
         return self
 
     def embed_image(self, image_feats: np.ndarray) -> np.ndarray:
-        x = self.scaler.transform(self.layout.inputs(image_feats))
-        return l2_normalize(x @ self.weights + self.text_mean)
+        x = scale(self.scaler_, self.layout.inputs(image_feats))
+        return l2_normalize(x @ self.coef_ + self.intercept_)
 
     def export(self) -> Exported:
-        arrays = {"weights": self.weights, "text_mean": self.text_mean, **self.scaler.export("x_")}
-        return Exported({"kind": self.kind, "alpha": self.alpha, "layout": self.layout.to_json()}, arrays)
+        # On-disk names of format 3: the intercept is the caption mean (the inputs are centred).
+        arrays = {"weights": self.coef_, "text_mean": self.intercept_, **scaler_arrays(self.scaler_, "x_")}
+        return Exported({"kind": self.kind, **params_to_json(self.get_params())}, arrays)
 
     @classmethod
     def restore(cls, exported: Exported) -> RidgeMatcher:
-        matcher = cls(ImageLayout.from_json(exported.params["layout"]), exported.params["alpha"])
-        matcher.weights, matcher.text_mean = exported.arrays["weights"], exported.arrays["text_mean"]
-        matcher.scaler = Standardizer.restore(exported.arrays, "x_")
+        matcher = cls(**params_from_json(exported.params))
+        matcher.coef_, matcher.intercept_ = exported.arrays["weights"], exported.arrays["text_mean"]
+        matcher.scaler_ = restore_scaler(exported.arrays, "x_")
         return matcher
 
 
-class TwoTowerMatcher:
+class TwoTowerMatcher(_MatcherBase):
     """Two linear projections into a shared space, trained with a symmetric InfoNCE loss (PyTorch)."""
 
     kind = "two_tower"
+    _fitted = ("image_w_", "image_b_", "text_w_", "text_b_")
 
     def __init__(
         self,
@@ -124,66 +117,55 @@ class TwoTowerMatcher:
         batch_size: int = 256,
         seed: int = 0,
     ) -> None:
-        self.layout = layout
-        self.hparams = dict(
-            dim=dim, epochs=epochs, temperature=temperature, lr=lr, weight_decay=weight_decay,
-            dropout=dropout, batch_size=batch_size, seed=seed,
-        )
+        self.layout, self.dim, self.epochs, self.temperature = layout, dim, epochs, temperature
+        self.lr, self.weight_decay, self.dropout, self.batch_size, self.seed = lr, weight_decay, dropout, batch_size, seed
 
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> TwoTowerMatcher:
-        hp = self.hparams
         x = self.layout.inputs(image_feats)
-        self.scaler = Standardizer().fit(x)
-        images = torch.from_numpy(self.scaler.transform(x))
+        self.scaler_ = fit_scaler(x)
+        images = torch.from_numpy(scale(self.scaler_, x))
         texts = torch.from_numpy(np.asarray(text_feats, dtype=np.float32))
-        generator = torch.Generator().manual_seed(hp["seed"])
-        torch.manual_seed(hp["seed"])
-        image_proj = torch.nn.Linear(images.shape[1], hp["dim"])
-        text_proj = torch.nn.Linear(texts.shape[1], hp["dim"])
-        dropout = torch.nn.Dropout(hp["dropout"])
+        generator = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        image_proj = torch.nn.Linear(images.shape[1], self.dim)
+        text_proj = torch.nn.Linear(texts.shape[1], self.dim)
+        dropout = torch.nn.Dropout(self.dropout)
         params = [*image_proj.parameters(), *text_proj.parameters()]
-        optimizer = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
-        for _ in range(hp["epochs"]):
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        for _ in range(self.epochs):
             order = torch.randperm(len(images), generator=generator)
-            for start in range(0, len(images), hp["batch_size"]):
-                batch = order[start : start + hp["batch_size"]]
+            for start in range(0, len(images), self.batch_size):
+                batch = order[start : start + self.batch_size]
                 a = F.normalize(image_proj(dropout(images[batch])), dim=1)
                 b = F.normalize(text_proj(texts[batch]), dim=1)
-                logits = a @ b.T / hp["temperature"]
+                logits = a @ b.T / self.temperature
                 labels = torch.arange(len(batch))
                 loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
         # Linear towers: inference is two matrix products in numpy.
-        self.image_w = image_proj.weight.detach().numpy().T.copy()
-        self.image_b = image_proj.bias.detach().numpy().copy()
-        self.text_w = text_proj.weight.detach().numpy().T.copy()
-        self.text_b = text_proj.bias.detach().numpy().copy()
+        self.image_w_ = image_proj.weight.detach().numpy().T.copy()
+        self.image_b_ = image_proj.bias.detach().numpy().copy()
+        self.text_w_ = text_proj.weight.detach().numpy().T.copy()
+        self.text_b_ = text_proj.bias.detach().numpy().copy()
         return self
 
     def embed_image(self, image_feats: np.ndarray) -> np.ndarray:
-        return l2_normalize(self.scaler.transform(self.layout.inputs(image_feats)) @ self.image_w + self.image_b)
+        return l2_normalize(scale(self.scaler_, self.layout.inputs(image_feats)) @ self.image_w_ + self.image_b_)
 
     def embed_text(self, text_feats: np.ndarray) -> np.ndarray:
-        return l2_normalize(np.asarray(text_feats, dtype=np.float32) @ self.text_w + self.text_b)
+        return l2_normalize(np.asarray(text_feats, dtype=np.float32) @ self.text_w_ + self.text_b_)
 
     def export(self) -> Exported:
-        arrays = {
-            "image_w": self.image_w, "image_b": self.image_b, "text_w": self.text_w, "text_b": self.text_b,
-            **self.scaler.export("x_"),
-        }
-        return Exported({"kind": self.kind, "layout": self.layout.to_json(), **self.hparams}, arrays)
+        exported = super().export()
+        exported.arrays.update(scaler_arrays(self.scaler_, "x_"))
+        return exported
 
     @classmethod
     def restore(cls, exported: Exported) -> TwoTowerMatcher:
-        params = dict(exported.params)
-        layout = ImageLayout.from_json(params.pop("layout"))
-        params.pop("kind")
-        matcher = cls(layout, **params)
-        for name in ("image_w", "image_b", "text_w", "text_b"):
-            setattr(matcher, name, exported.arrays[name])
-        matcher.scaler = Standardizer.restore(exported.arrays, "x_")
+        matcher = super().restore(exported)
+        matcher.scaler_ = restore_scaler(exported.arrays, "x_")
         return matcher
 
 
@@ -198,10 +180,11 @@ def soft_nearest_mean(sims: np.ndarray, values: np.ndarray, k: int, temperature:
     return l2_normalize(np.einsum("nk,nkd->nd", weights, values[nearest]))
 
 
-class CaptionTransferMatcher(_RawTextMixin):
+class CaptionTransferMatcher(_RawTextMixin, _MatcherBase):
     """An image is the softmax-weighted mean of the captions of its k nearest training images."""
 
     kind = "caption_transfer"
+    _fitted = ("center_", "gallery_", "captions_")
 
     def __init__(self, layout: ImageLayout, k: int = 50, temperature: float = 0.05) -> None:
         self.layout, self.k, self.temperature = layout, k, temperature
@@ -211,66 +194,43 @@ class CaptionTransferMatcher(_RawTextMixin):
         unique, inverse = np.unique(pooled, axis=0, return_inverse=True)
         captions = np.zeros((len(unique), text_feats.shape[1]), dtype=np.float64)
         np.add.at(captions, inverse.ravel(), l2_normalize(text_feats))
-        self.center = unique.mean(axis=0).astype(np.float32)
-        self.gallery = l2_normalize(unique - self.center)
-        self.captions = l2_normalize(captions)
+        self.center_ = unique.mean(axis=0).astype(np.float32)
+        self.gallery_ = l2_normalize(unique - self.center_)
+        self.captions_ = l2_normalize(captions)
         return self
 
     def embed_image(self, image_feats: np.ndarray) -> np.ndarray:
-        sims = l2_normalize(self.layout.pooled_of(image_feats) - self.center) @ self.gallery.T
-        return soft_nearest_mean(sims, self.captions, self.k, self.temperature)
-
-    def export(self) -> Exported:
-        params = {"kind": self.kind, "layout": self.layout.to_json(), "k": self.k, "temperature": self.temperature}
-        return Exported(params, {"center": self.center, "gallery": self.gallery, "captions": self.captions})
-
-    @classmethod
-    def restore(cls, exported: Exported) -> CaptionTransferMatcher:
-        p = exported.params
-        matcher = cls(ImageLayout.from_json(p["layout"]), p["k"], p["temperature"])
-        matcher.center, matcher.gallery, matcher.captions = (
-            exported.arrays["center"], exported.arrays["gallery"], exported.arrays["captions"]
-        )
-        return matcher
+        sims = l2_normalize(self.layout.pooled_of(image_feats) - self.center_) @ self.gallery_.T
+        return soft_nearest_mean(sims, self.captions_, self.k, self.temperature)
 
 
-class ImageTransferMatcher:
+class ImageTransferMatcher(_MatcherBase):
     """The mirror of :class:`CaptionTransferMatcher`: a text is the softmax-weighted mean of the images described
     by its k nearest training captions, compared with images in the (centred) pooled feature space."""
 
     kind = "image_transfer"
+    _fitted = ("center_", "captions_", "images_")
 
     def __init__(self, layout: ImageLayout, k: int = 50, temperature: float = 0.05) -> None:
         self.layout, self.k, self.temperature = layout, k, temperature
 
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> ImageTransferMatcher:
         pooled = self.layout.pooled_of(image_feats)
-        self.center = np.unique(pooled, axis=0).mean(axis=0).astype(np.float32)
+        self.center_ = np.unique(pooled, axis=0).mean(axis=0).astype(np.float32)
         texts, inverse = np.unique(text_feats, axis=0, return_inverse=True)
         images = np.zeros((len(texts), pooled.shape[1]), dtype=np.float64)
         np.add.at(images, inverse.ravel(), self.embed_image(image_feats))
-        self.captions, self.images = l2_normalize(texts), l2_normalize(images)
+        self.captions_, self.images_ = l2_normalize(texts), l2_normalize(images)
         return self
 
     def embed_image(self, image_feats: np.ndarray) -> np.ndarray:
-        return l2_normalize(self.layout.pooled_of(image_feats) - self.center)
+        return l2_normalize(self.layout.pooled_of(image_feats) - self.center_)
 
     def embed_text(self, text_feats: np.ndarray) -> np.ndarray:
-        return soft_nearest_mean(l2_normalize(text_feats) @ self.captions.T, self.images, self.k, self.temperature)
-
-    def export(self) -> Exported:
-        params = {"kind": self.kind, "layout": self.layout.to_json(), "k": self.k, "temperature": self.temperature}
-        return Exported(params, {"center": self.center, "captions": self.captions, "images": self.images})
-
-    @classmethod
-    def restore(cls, exported: Exported) -> ImageTransferMatcher:
-        p, arrays = exported.params, exported.arrays
-        matcher = cls(ImageLayout.from_json(p["layout"]), p["k"], p["temperature"])
-        matcher.center, matcher.captions, matcher.images = arrays["center"], arrays["captions"], arrays["images"]
-        return matcher
+        return soft_nearest_mean(l2_normalize(text_feats) @ self.captions_.T, self.images_, self.k, self.temperature)
 
 
-class ClassBridgeMatcher(_RawTextMixin):
+class ClassBridgeMatcher(_RawTextMixin, _MatcherBase):
     """Zero-shot: an image is its ImageNet class distribution times the class names' text vectors."""
 
     kind = "class_bridge"
@@ -291,11 +251,10 @@ class ClassBridgeMatcher(_RawTextMixin):
 
     @classmethod
     def restore(cls, exported: Exported) -> ClassBridgeMatcher:
-        p = exported.params
-        return cls(ImageLayout.from_json(p["layout"]), exported.arrays["class_texts"], p["power"])
+        return cls(class_texts=exported.arrays["class_texts"], **params_from_json(exported.params))
 
 
-class SharedSpaceMatcher(_RawTextMixin):
+class SharedSpaceMatcher(_RawTextMixin, _MatcherBase):
     """Encoders that already share one space (the two towers of one CLIP): plain cosine, nothing fitted."""
 
     kind = "shared_space"
@@ -308,13 +267,6 @@ class SharedSpaceMatcher(_RawTextMixin):
 
     def embed_image(self, image_feats: np.ndarray) -> np.ndarray:
         return l2_normalize(self.layout.pooled_of(image_feats))
-
-    def export(self) -> Exported:
-        return Exported({"kind": self.kind, "layout": self.layout.to_json()})
-
-    @classmethod
-    def restore(cls, exported: Exported) -> SharedSpaceMatcher:
-        return cls(ImageLayout.from_json(exported.params["layout"]))
 
 
 MATCHER_KINDS = {

@@ -11,7 +11,7 @@ import pandas as pd
 from picsearch.data.tables import Dataset, caption_image
 from picsearch.features import DatasetFeatures
 from picsearch.labels import CROWD_WEIGHT, combined_target, exp_mean_score
-from picsearch.models.matching import ImageLayout
+from picsearch.models.layout import ImageLayout
 from picsearch.policy.filter import CROWD_CONFIRMED, training_filter
 
 Target = Literal["expert", "combined"]

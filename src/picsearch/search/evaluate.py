@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from picsearch.policy import check
-from picsearch.search.metrics import rank_of, summarize
+from picsearch.metrics import rank_of, summarize
 from picsearch.search.searcher import Searcher
 
 RANKING = (

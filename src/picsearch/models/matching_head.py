@@ -1,0 +1,105 @@
+"""The matching head: LightGBM on the similarities of matching models, so its score always depends on the picture."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from picsearch.models.export import Exported, nest, unnest
+from picsearch.models.lgbm import fit_lgbm
+from picsearch.models.matching import Matcher, MatcherFactory, fit_matchers, restore_matcher
+from picsearch.models.splits import grouped_folds
+from picsearch.models.trainset import TrainingSet
+from picsearch.models.vectors import rowwise_cosine, top_k_mean
+
+QUERY_REFERENCE_KS: tuple[int | None, ...] = (1, 10, None)
+"""Yardsticks of a query's relative similarity: its mean similarity to its closest training image, to its 10
+closest, and to all of them (``None``). Together they tell a query with one good match from a generic one."""
+
+
+class MatchingHead(BaseEstimator):
+    """LightGBM on features of each matching model: the similarity of image and text, and the same minus each
+    yardstick of :data:`QUERY_REFERENCE_KS` (the mean similarity of the text to its k closest training images).
+
+    Raw cosines are not comparable across queries (a generic caption is close to every picture); the relative
+    similarities say how this image stands against the best the training set offers for this caption, and
+    against its average.
+
+    The head's training features are out-of-fold: each inner fold's matchers are fitted on the positive pairs of
+    the other images only, so the head learns how similarities of *unseen* images relate to the scores. Then the
+    matchers are refitted on all positives of the training images. ``matchers`` are factories; the fitted ones are
+    ``matchers_``.
+    """
+
+    kind = "matching_head"
+
+    def __init__(
+        self, matchers: dict[str, MatcherFactory], inner_folds: int = 3, n_estimators: int = 300, seed: int = 0,
+        reference_ks: tuple[int | None, ...] = QUERY_REFERENCE_KS,
+    ) -> None:
+        self.matchers, self.inner_folds, self.n_estimators, self.seed = matchers, inner_folds, n_estimators, seed
+        self.reference_ks = tuple(reference_ks)
+
+    def fit(self, data: TrainingSet) -> MatchingHead:
+        pairs = data.pairs
+        features = np.zeros((len(pairs), (1 + len(self.reference_ks)) * len(self.matchers)), dtype=np.float32)
+        for train_rows, test_rows in grouped_folds(pairs["image"], self.inner_folds, self.seed):
+            inner = data.restrict(set(pairs["image"].iloc[train_rows]))
+            matchers, references = self._fit_matchers(inner)
+            features[test_rows] = self._features(matchers, references, *data.pair_feats(pairs.iloc[test_rows]))
+        y, w = pairs["target"].to_numpy(np.float32), pairs["weight"].to_numpy(np.float32)
+        # Every feature grows with the similarity: monotone increasing keeps the score's order within a query sane.
+        monotone = [1] * features.shape[1]
+        self.booster_ = fit_lgbm(features, y, w, self.n_estimators, colsample_bytree=1.0, monotone_constraints=monotone)
+        self.matchers_, self.references_ = self._fit_matchers(data)
+        return self
+
+    def _fit_matchers(self, data: TrainingSet) -> tuple[dict[str, Matcher], dict[str, np.ndarray]]:
+        """Matchers fitted on the positives, and the positives' images in each matcher's space."""
+        matchers = fit_matchers(self.matchers, *data.positive_feats())
+        reference = data.images(data.positives["image"].unique())
+        return matchers, {name: matcher.embed_image(reference) for name, matcher in matchers.items()}
+
+    def _features(
+        self, matchers: dict[str, Matcher], references: dict[str, np.ndarray], image_feats: np.ndarray,
+        text_feats: np.ndarray,
+    ) -> np.ndarray:
+        # Rows repeat queries (a search scores one query against many images): embed each distinct one once.
+        queries, query_of_row = np.unique(text_feats, axis=0, return_inverse=True)
+        query_of_row = query_of_row.ravel()
+        columns = []
+        for name, matcher in matchers.items():
+            texts = matcher.embed_text(queries)
+            sims = rowwise_cosine(matcher.embed_image(image_feats), texts[query_of_row])
+            to_references = texts @ references[name].T
+            columns.append(sims)
+            columns += [sims - top_k_mean(to_references, k)[query_of_row] for k in self.reference_ks]
+        return np.column_stack(columns)
+
+    def features(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
+        """The head's input: per matcher, the similarity, then the similarity relative to each yardstick."""
+        return self._features(self.matchers_, self.references_, image_feats, text_feats)
+
+    def predict(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
+        return self.booster_.predict(self.features(image_feats, text_feats), num_threads=1)
+
+    def export(self) -> Exported:
+        parts = {name: matcher.export() for name, matcher in self.matchers_.items()}
+        params = {
+            "kind": self.kind, "inner_folds": self.inner_folds, "n_estimators": self.n_estimators, "seed": self.seed,
+            "reference_ks": list(self.reference_ks),
+        }
+        exported = nest(parts, params)
+        exported.texts["booster"] = self.booster_.model_to_string()
+        exported.arrays.update({f"references/{name}": value for name, value in self.references_.items()})
+        return exported
+
+    @classmethod
+    def restore(cls, exported: Exported) -> MatchingHead:
+        p = exported.params
+        matchers = {name: restore_matcher(part) for name, part in unnest(exported).items()}
+        model = cls({}, p["inner_folds"], p["n_estimators"], p["seed"], tuple(p["reference_ks"]))
+        model.matchers_, model.booster_ = matchers, lgb.Booster(model_str=exported.texts["booster"])
+        model.references_ = {name: exported.arrays[f"references/{name}"] for name in matchers}
+        return model

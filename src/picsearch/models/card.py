@@ -9,18 +9,12 @@ from importlib.metadata import version
 from typing import Any
 
 from picsearch.data.tables import CROWD_TSV, EXPERT_TSV, TEST_QUERIES_CSV, TRAIN_CSV, Dataset
+from picsearch.markdown import markdown_table
 from picsearch.models.artifacts import RelevanceBundle
 from picsearch.storage import file_sha256
 
 LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "torch", "safetensors")
 MODEL_COLUMNS = ["model", "RMSE", "MAE", "τ_c expert", "τ_b crowd", "RMSE hold-out", "fit s"]
-
-
-def markdown_table(header: list[str], rows: list[list[object]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def model_table(metrics: dict[str, Any], mark: str = " (selected)") -> list[list[str]]:

@@ -20,10 +20,3 @@ def save_figure(figure: Figure, path: Path, dpi: int = 110) -> str:
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     write_bytes(path, buffer.getvalue())
     return path.name
-
-
-def markdown_table(header: list[str], rows: list[list[object]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)

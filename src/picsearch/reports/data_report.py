@@ -13,8 +13,9 @@ from sklearn.metrics import cohen_kappa_score
 from picsearch import labels
 from picsearch.data.tables import EXPERT_SCORES, Dataset, load_dataset
 from picsearch.data.validate import ValidationReport, validate_dataset
+from picsearch.markdown import markdown_table
 from picsearch.policy.filter import FilterResult, training_filter
-from picsearch.reports import markdown_table, save_figure
+from picsearch.reports import save_figure
 from picsearch.storage import write_bytes
 
 REPORT_NAME = "data_report.md"

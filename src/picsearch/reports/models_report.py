@@ -11,7 +11,9 @@ import pandas as pd
 
 from picsearch.data.tables import Dataset
 from picsearch.labels import agreement, exp_mean_score
+from picsearch.markdown import markdown_table
 from picsearch.models.artifacts import METRICS
+from picsearch.models.card import MODEL_COLUMNS, model_table
 from picsearch.reports import save_figure
 from picsearch.storage import write_bytes
 
@@ -31,19 +33,8 @@ def load_predictions(artifacts: Path, dataset: Dataset) -> pd.DataFrame:
 
 
 def comparison_table(metrics: dict) -> str:
-    """Markdown table of every model's CV metrics (mean ± std over folds) and hold-out RMSE."""
-    lines = [
-        "| model | RMSE | MAE | τ_c expert | τ_b crowd | RMSE hold-out 7:3 | fit s |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, m in metrics["models"].items():
-        mark = " **(selected)**" if name == metrics["selected"] else ""
-        lines.append(
-            f"| {name}{mark} | {m['rmse']:.4f} ± {m['rmse_std']:.4f} | {m['mae']:.4f} ± {m['mae_std']:.4f} | "
-            f"{m['tau_c_expert']:.3f} ± {m['tau_c_expert_std']:.3f} | {m['tau_b_crowd']:.3f} ± {m['tau_b_crowd_std']:.3f} | "
-            f"{m['rmse_holdout']:.4f} | {m['fit_seconds']:.1f} |"
-        )
-    return "\n".join(lines)
+    """Markdown table of every model's CV metrics (mean ± std over folds), hold-out RMSE and fit seconds."""
+    return markdown_table(MODEL_COLUMNS, model_table(metrics, " **(selected)**"))
 
 
 def data_options_table(options: dict, chosen: str) -> str:

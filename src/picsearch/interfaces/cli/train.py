@@ -40,12 +40,11 @@ def train(
 
 
 def _print_models(metrics: dict) -> None:
-    table = Table("model", "RMSE (CV)", "MAE", "tau_c expert", "tau_b crowd", "RMSE hold-out", "fit s")
-    for name, m in metrics["models"].items():
-        table.add_row(
-            name, f"{m['rmse']:.4f} ± {m['rmse_std']:.4f}", f"{m['mae']:.4f}", f"{m['tau_c_expert']:.3f}",
-            f"{m['tau_b_crowd']:.3f}", f"{m['rmse_holdout']:.4f}", f"{m['fit_seconds']:.1f}",
-        )
+    from picsearch.models.card import MODEL_COLUMNS, model_table
+
+    table = Table(*MODEL_COLUMNS)
+    for row in model_table(metrics):
+        table.add_row(*row)
     console.print(table)
 
 

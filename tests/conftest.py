@@ -51,7 +51,7 @@ def real_artifacts(real_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     from picsearch.data import load_dataset
     from picsearch.interfaces.cli import app
-    from picsearch.search.demo import trained_on
+    from picsearch.reports.demo import trained_on
 
     reuse = os.environ.get("PICSEARCH_TEST_ARTIFACTS")
     artifacts = Path(reuse) if reuse else tmp_path_factory.mktemp("artifacts")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from picsearch.index import GalleryIndex
 from picsearch.interfaces.cli import app
 from picsearch.policy import DISCLAIMER
-from picsearch.search.render import THUMB
+from picsearch.reports.render import THUMB
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
@@ -62,7 +62,7 @@ def test_demo_serve_answers_searches_on_the_demo_index(real_data, real_artifacts
 
 def test_models_of_another_encoder_are_not_reused(real_data, real_artifacts):
     from picsearch.data import load_dataset
-    from picsearch.search.demo import trained_on
+    from picsearch.reports.demo import trained_on
 
     dataset = load_dataset(real_data)
     assert trained_on(dataset, real_artifacts)
@@ -73,7 +73,7 @@ def test_models_of_another_encoder_are_not_reused(real_data, real_artifacts):
 def test_models_of_an_earlier_version_of_the_encoder_are_not_reused(real_data, real_artifacts, monkeypatch):
     from picsearch.data import load_dataset
     from picsearch.encoders import get_text_encoder
-    from picsearch.search.demo import trained_on
+    from picsearch.reports.demo import trained_on
 
     dataset = load_dataset(real_data)
     assert trained_on(dataset, real_artifacts)

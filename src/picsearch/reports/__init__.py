@@ -1,4 +1,9 @@
-"""Markdown + PNG reports; only the CLI imports them. Every file is written atomically."""
+"""Reports; only the CLI imports them. Every file is written atomically.
+
+- ``data_report.py``: the data report (Markdown + PNG); ``models_report.py``: the models report from a training run.
+- ``demo.py``: the demo (train or reuse, index ``test_images/``, search) and ``render.py``: its PNG grid and HTML
+  page (``templates/``).
+"""
 
 from __future__ import annotations
 

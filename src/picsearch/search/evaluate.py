@@ -39,9 +39,8 @@ def evaluate(searcher: Searcher, queries: pd.DataFrame) -> dict:
     targets = target_rows(searcher, queries["image"].tolist())
     text_feats = searcher.text_encoder.encode(texts)
     index = searcher.index
-    by_joint = searcher.retrieve(text_feats, index.store, len(index))
-    raw = searcher.rerank(by_joint, text_feats)
-    shown = searcher.rerank(searcher.retrieve(text_feats, searcher.store, len(searcher.store)), text_feats)
+    by_joint, raw = searcher._rank_unfiltered(text_feats)  # the raw model: policy off, flagged images included
+    shown = searcher._rank(text_feats, len(searcher), searcher.candidates)
     blocked = np.array([check(text).blocked for text in texts], dtype=bool)
     hidden = np.array([t is not None and bool(index.child[t]) for t in targets]) & ~blocked
 

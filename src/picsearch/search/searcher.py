@@ -75,9 +75,10 @@ def validated_candidates(model_dir: Path) -> int:
 class Searcher:
     """Loads the index and the models once and answers queries.
 
-    The searcher's vector store is a copy of the index's without the child-flagged images, so
-    retrieval cannot return them; hits are checked against the flags once more before returning.
-    (``index.store`` keeps every image, for measuring the raw model.)
+    Safety is structural: :meth:`search` / :meth:`search_many` are the only public ways to rank; they check the
+    policy first and rank only visible images. The private vector store is a copy of the index's without the
+    child-flagged images, so retrieval cannot return them, and every ranking drops flagged rows once more.
+    :meth:`_rank_unfiltered` (every indexed image, no policy) exists for ``search.evaluate`` alone.
     """
 
     def __init__(
@@ -94,8 +95,8 @@ class Searcher:
         self.candidates = candidates
         self._rows = index.rows()
         visible = ~np.asarray(index.child, dtype=bool)
-        self.store: VectorStore = NumpyStore(index.store.ids[visible], np.asarray(index.store.vectors[visible]))
-        self._visible = frozenset(self.store.ids.tolist())
+        self._store: VectorStore = NumpyStore(index.store.ids[visible], np.asarray(index.store.vectors[visible]))
+        self._visible = frozenset(self._store.ids.tolist())
 
     @classmethod
     def open(
@@ -121,7 +122,7 @@ class Searcher:
 
     def __len__(self) -> int:
         """Number of images a query can return (indexed images minus child-flagged ones)."""
-        return len(self.store)
+        return len(self._store)
 
     def path_of(self, image_id: str) -> Path:
         """Absolute path of a returnable image; KeyError for unknown or child-flagged ids."""
@@ -139,7 +140,10 @@ class Searcher:
             check_request(query, k, min_score)
         decisions = [check(query) for query in queries]
         allowed = [i for i, decision in enumerate(decisions) if not decision.blocked]
-        rankings = dict(zip(allowed, self._rank([queries[i] for i in allowed], max(k, self.candidates))))
+        rankings: dict[int, Ranking] = {}
+        if allowed:
+            n = max(k, self.candidates)
+            rankings = dict(zip(allowed, self._rank(self.text_encoder.encode([queries[i] for i in allowed]), n, n)))
         results = []
         for i, decision in enumerate(decisions):
             if decision.blocked:
@@ -148,24 +152,33 @@ class Searcher:
                 results.append(SearchResult(queries[i], False, hits=self._hits(rankings[i], k, min_score)))
         return results
 
-    def _rank(self, queries: list[str], n: int) -> list[Ranking]:
-        """The top ``n`` searchable images per query, all scored (so any of them may be returned)."""
-        if not queries:
-            return []
-        text_feats = self.text_encoder.encode(queries)
-        return self.rerank(self.retrieve(text_feats, self.store, n), text_feats, n)
+    def _rank(self, text_feats: np.ndarray, n: int, n_rerank: int) -> list[Ranking]:
+        """The ``n`` visible images nearest each text, the first ``n_rerank`` reranked by score; child-flagged rows
+        are dropped (the store leaves them out; this also honours flags set after opening)."""
+        rankings = self._rerank(self._retrieve(text_feats, self._store, n), text_feats, n_rerank)
+        return [self._without_flagged(ranking) for ranking in rankings]
 
-    def retrieve(self, text_feats: np.ndarray, store: VectorStore, n: int) -> np.ndarray:
-        """Index rows (m, n) of the ``n`` images nearest each text in the joint space, nearest first."""
+    def _rank_unfiltered(self, text_feats: np.ndarray) -> tuple[np.ndarray, list[Ranking]]:
+        """For evaluation only: every indexed image, child-flagged ones included, in joint-space order, and the
+        same rankings with the first ``candidates`` reranked. Never returned to a user."""
+        rows = self._retrieve(text_feats, self.index.store, len(self.index))
+        return rows, self._rerank(rows, text_feats, self.candidates)
+
+    def _without_flagged(self, ranking: Ranking) -> Ranking:
+        keep = ~np.asarray(self.index.child, dtype=bool)[ranking.rows]
+        return Ranking(ranking.rows[keep], ranking.scores[keep[: len(ranking.scores)]])
+
+    def _retrieve(self, text_feats: np.ndarray, store: VectorStore, n: int) -> np.ndarray:
+        """Index rows (m, n) of the ``n`` images of ``store`` nearest each text in the joint space, nearest first."""
         if not len(text_feats):
             return np.zeros((0, 0), dtype=np.int64)
         ids, _ = store.search(self.bundle.joint_text(text_feats), n)
         return np.array([[self._rows[i] for i in row] for row in ids.tolist()], dtype=np.int64).reshape(ids.shape)
 
-    def rerank(self, rows: np.ndarray, text_feats: np.ndarray, n: int | None = None) -> list[Ranking]:
-        """Score the first ``n`` (default ``candidates``) rows of each query with the relevance model,
-        best first; the other rows follow in retrieval order."""
-        n_rerank = min(n or self.candidates, rows.shape[1])
+    def _rerank(self, rows: np.ndarray, text_feats: np.ndarray, n: int) -> list[Ranking]:
+        """Score the first ``n`` rows of each query with the relevance model, best first; the other rows follow
+        in retrieval order."""
+        n_rerank = min(n, rows.shape[1])
         head_rows = rows[:, :n_rerank]
         feats = np.asarray(self.index.features[head_rows.ravel()], dtype=np.float32)
         scores = self.bundle.score(feats, np.repeat(text_feats, n_rerank, axis=0)).reshape(head_rows.shape)
@@ -180,7 +193,5 @@ class Searcher:
         for row, score in zip(ranking.rows, ranking.scores):
             if len(hits) == k or score < min_score:
                 break
-            if self.index.child[row]:  # the store excludes flagged images; this also honours later flags
-                continue
             hits.append(Hit(self.index.ids[row], self.index.absolute_path(row), float(score)))
         return hits

@@ -155,7 +155,7 @@ def demo_command(
 ) -> None:
     """Train (or reuse) the models, index test_images/, and show the best images for test queries."""
     from picsearch.interfaces.cli.serve import serve
-    from picsearch.search.demo import run_demo
+    from picsearch.reports.demo import run_demo
 
     root = data_dir(data)
     out = out or artifacts / "demo"

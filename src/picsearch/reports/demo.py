@@ -19,7 +19,7 @@ from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, get_
 from picsearch.index import UpdateReport, build_index
 from picsearch.models.artifacts import MANIFEST, METRICS, ArtifactError, RelevanceBundle
 from picsearch.models.train import fit_from_dataset, save_training
-from picsearch.search.render import Shown, render_grid, render_html, thumbnails
+from picsearch.reports.render import Shown, render_grid, render_html, thumbnails
 from picsearch.search.searcher import SearchResult, Searcher
 from picsearch.storage import file_sha256
 

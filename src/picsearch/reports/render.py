@@ -11,8 +11,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from picsearch.data.images import read_image
-from picsearch.storage import write_bytes
 from picsearch.search.searcher import SearchResult
+from picsearch.storage import write_bytes
 
 THUMB = 180
 PAD = 12
@@ -122,7 +122,7 @@ def _draw_notice(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], text
 
 def render_html(shown: Sequence[Shown], thumbs: dict[str, Path], path: Path, title: str, notes: list[str]) -> None:
     """The demo page: each query with its hits (thumbnail, score bar, file name) or the disclaimer."""
-    env = Environment(loader=PackageLoader("picsearch.search", "templates"), autoescape=select_autoescape())
+    env = Environment(loader=PackageLoader("picsearch.reports", "templates"), autoescape=select_autoescape())
     rows = [
         {
             "query": item.result.query,

@@ -44,3 +44,25 @@ def test_median_rank_undefined_when_most_are_missing():
 def test_empty_input_gives_zeros():
     assert recall_at(np.array([]), 5) == 0.0
     assert mean_reciprocal_rank(np.array([])) == 0.0
+
+
+def test_ranks_of_targets_are_one_based_and_ties_count_against() -> None:
+    from picsearch.metrics import ranks_of_targets
+
+    scores = np.array([[0.9, 0.5, 0.5], [0.1, 0.2, 0.3]])
+    assert ranks_of_targets(scores, np.array([0, 1])).tolist() == [1, 2]
+    assert ranks_of_targets(scores, np.array([1, 0])).tolist() == [3, 3]
+    assert recall_at(ranks_of_targets(scores, np.array([0, 2])), 1) == 1.0
+
+
+def test_retrieval_ranks_with_rerank_use_the_same_convention() -> None:
+    from picsearch.models.retrieval_cv import retrieval_ranks
+
+    images, texts = np.eye(3), np.array([[1.0, 0.2, 0.0], [0.0, 1.0, 0.5]])
+    by_cosine = retrieval_ranks(images, texts, np.array([0, 2]))
+    assert by_cosine.tolist() == [1, 2]
+
+    def prefer_last(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        return rows.astype(float)  # the highest row first
+
+    assert retrieval_ranks(images, texts, np.array([0, 2]), prefer_last, candidates=3).tolist() == [3, 1]

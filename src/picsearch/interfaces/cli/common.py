@@ -8,11 +8,17 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from picsearch.config import resolve_data_dir
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup, emoji codes and highlighting are off: every string printed is shown as it is, so user text
+# (queries, file names, data cells, "train_dataset.csv:100:") is never parsed. Style goes through `say`.
+console = Console(markup=False, emoji=False, highlight=False)
+err_console = Console(stderr=True, markup=False, emoji=False, highlight=False)
+
+Part = str | tuple[str, str]
+"""A piece of a printed line: plain text, or (text, rich style)."""
 
 DataOption = Annotated[
     Optional[Path],
@@ -20,9 +26,14 @@ DataOption = Annotated[
 ]
 
 
+def say(*parts: Part, err: bool = False) -> None:
+    """Print one line on stdout (stderr with ``err``); plain parts verbatim, (text, style) parts styled."""
+    (err_console if err else console).print(Text.assemble(*parts), soft_wrap=True)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    say(("error:", "bold red"), " ", message, err=True)
     return typer.Exit(code)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from picsearch.data.validate import ValidationReport, validate_dataset
-from picsearch.interfaces.cli.common import DataOption, console, data_dir, user_errors
+from picsearch.interfaces.cli.common import DataOption, console, data_dir, fail, say, user_errors
 
 
 def validate(data: DataOption = None) -> None:
@@ -31,9 +31,9 @@ def _print_report(report: ValidationReport, seconds: float) -> None:
         table.add_row(name, str(value))
     console.print(table)
     for problem in report.problems:
-        console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
-    verdict = "[green]clean[/]" if report.ok else f"[bold red]{len(report.problems)} problem(s)[/]"
-    console.print(f"{verdict} (checked in {seconds:.1f} s)")
+        say(str(problem))
+    verdict = ("clean", "green") if report.ok else (f"{len(report.problems)} problem(s)", "bold red")
+    say(verdict, f" (checked in {seconds:.1f} s)")
 
 
 def report_data(

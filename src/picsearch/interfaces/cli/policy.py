@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from picsearch.interfaces.cli.common import console, fail
+from picsearch.interfaces.cli.common import fail, say
 from picsearch.policy import PolicyDecision, check
 
 
@@ -30,10 +30,9 @@ def _show(decision: PolicyDecision, as_json: bool) -> None:
         typer.echo(json.dumps({"text": decision.text, "blocked": decision.blocked, "matched": decision.matched},
                               ensure_ascii=False))
     elif decision.blocked:
-        console.print(f"BLOCKED  {decision.text}  (matched: {', '.join(decision.matched)})",
-                      markup=False, highlight=False, soft_wrap=True)
+        say(f"BLOCKED  {decision.text}  (matched: {', '.join(decision.matched)})")
     else:
-        console.print(f"allowed  {decision.text}", markup=False, highlight=False, soft_wrap=True)
+        say(f"allowed  {decision.text}")
 
 
 def policy(

@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from picsearch.config import DEFAULT_ARTIFACTS
-from picsearch.interfaces.cli.common import DataOption, console, data_dir, fail, user_errors
+from picsearch.interfaces.cli.common import DataOption, console, data_dir, fail, say, user_errors
 
 IndexOption = Annotated[Path, typer.Option("--index", help="Index folder written by `picsearch index`.")]
 ModelOption = Annotated[
@@ -44,10 +45,10 @@ def print_update(report) -> None:
     """Say what an index run did, listing changed, removed and skipped files."""
     for label, paths in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
         if paths and len(paths) <= 20:
-            console.print(f"{label}: {', '.join(paths)}", highlight=False)
+            say(f"{label}: {', '.join(paths)}")
     for _, reason in report.skipped:
-        console.print(f"[yellow]skipped[/] {reason}", highlight=False)
-    console.print(report.summary(), highlight=False)
+        say(("skipped", "yellow"), " ", reason)
+    say(report.summary())
 
 
 def search_command(
@@ -93,14 +94,14 @@ def result_table(result) -> Table:
     table = Table(title=result.query, title_justify="left", show_lines=False)
     if result.blocked:
         table.add_column("blocked")
-        table.add_row(f"[yellow]{result.disclaimer}[/]")
+        table.add_row(Text(result.disclaimer, style="yellow"))
         return table
     for name, justify in (("#", "right"), ("score", "right"), ("image", "left")):
         table.add_column(name, justify=justify)
     for rank, hit in enumerate(result.hits, start=1):
         table.add_row(str(rank), f"{hit.score:.3f}", Path(*hit.path.parts[-2:]).as_posix())
     if not result.hits:
-        table.add_row("", "", "[dim]no image reaches --min-score[/]")
+        table.add_row("", "", Text("no image reaches --min-score", style="dim"))
     return table
 
 
@@ -123,7 +124,7 @@ def evaluate_command(
         print(json.dumps(report, indent=1))
         return
     console.print(evaluation_table(report))
-    console.print(f"ranking: {report['ranking']}", highlight=False)
+    say(f"ranking: {report['ranking']}")
 
 
 def evaluation_table(report: dict) -> Table:
@@ -163,7 +164,7 @@ def demo_command(
         demo = run_demo(root, artifacts, out, queries, n=n, seed=seed, k=k, log=console.print)
     for result in demo.results:
         console.print(result_table(result))
-    console.print(f"HTML page: {demo.html}\nPNG grid:  {demo.grid}", highlight=False)
+    say(f"HTML page: {demo.html}\nPNG grid:  {demo.grid}")
     if serve_page:
         serve(index=out / "index", port=port)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from picsearch.interfaces.cli.common import console, user_errors
+from picsearch.interfaces.cli.common import say, user_errors
 
 
 def register(app: typer.Typer, report_app: typer.Typer) -> None:
@@ -41,7 +41,7 @@ def serve(
     with user_errors():
         searcher = Searcher.open(index)
     app = create_app(searcher, thumbs or index / "thumbs")
-    console.print(f"picsearch: {len(searcher)} images at [bold]http://{host}:{port}/[/] (Ctrl-C stops)")
+    say(f"picsearch: {len(searcher)} images at ", (f"http://{host}:{port}/", "bold"), " (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

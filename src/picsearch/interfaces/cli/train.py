@@ -10,7 +10,7 @@ from rich.table import Table
 
 from picsearch.config import DEFAULT_ARTIFACTS, default_cache_dir
 from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
-from picsearch.interfaces.cli.common import DataOption, console, data_dir, user_errors
+from picsearch.interfaces.cli.common import DataOption, console, data_dir, say, user_errors
 
 ArtifactsOption = Annotated[Path, typer.Option("--out", help="Artifacts folder to write.")]
 
@@ -36,7 +36,7 @@ def train(
         )
         save_training(out, dataset, result)
     _print_models(result.metrics)
-    console.print(f"selected [bold]{result.metrics['selected']}[/]; artifacts in {out}")
+    say("selected ", (result.metrics["selected"], "bold"), f"; artifacts in {out}")
 
 
 def _print_models(metrics: dict) -> None:

@@ -23,6 +23,17 @@ def validate(data: DataOption = None) -> None:
         raise typer.Exit(2)
 
 
+def validated_data_dir(explicit: Optional[Path]) -> Path:
+    """The dataset folder, checked as `validate` does; any problem is listed on stderr, then exit 2."""
+    root = data_dir(explicit)
+    report = validate_dataset(root)
+    for problem in report.problems:
+        say(str(problem), err=True)
+    if not report.ok:
+        raise fail(f"{len(report.problems)} problem(s) in {root}; fix them (`picsearch validate` lists them)")
+    return root
+
+
 def _print_report(report: ValidationReport, seconds: float) -> None:
     table = Table(title=f"Dataset {report.root}", title_justify="left")
     table.add_column("what")

@@ -11,7 +11,8 @@ import typer
 from picsearch.config import default_cache_dir
 from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.features.embed import DEFAULT_BATCH
-from picsearch.interfaces.cli.common import DataOption, console, data_dir, user_errors
+from picsearch.interfaces.cli.common import DataOption, console, say, user_errors
+from picsearch.interfaces.cli.data import validated_data_dir
 
 
 def register(app: typer.Typer, report_app: typer.Typer) -> None:
@@ -34,13 +35,16 @@ def embed(
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder (default artifacts/cache).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = DEFAULT_BATCH,
 ) -> None:
-    """Embed all train and test images and all texts; a second run computes nothing."""
+    """Embed all train and test images and all texts; a second run computes nothing.
+
+    Checks the dataset first as `picsearch validate` does: on any problem it lists each one and exits 2.
+    """
     from picsearch.data import load_dataset
     from picsearch.data.images import list_images
     from picsearch.encoders import EncoderUnavailableError, get_image_encoder, get_text_encoder
     from picsearch.features import EmbeddingStore, embed_images, embed_texts, text_digest
 
-    root = data_dir(data)
+    root = validated_data_dir(data)
     cache_dir = cache or default_cache_dir()
     with user_errors(EncoderUnavailableError):
         dataset = load_dataset(root)
@@ -59,12 +63,11 @@ def embed(
     end = time.perf_counter()
 
     for path, reason in images.skipped:
-        console.print(f"[yellow]skipped[/] {reason}", highlight=False, soft_wrap=True)
+        say(("skipped", "yellow"), " ", reason)
     console.print(
         f"images ({images_encoder.id}): {images.computed} computed, {images.reused} reused, "
         f"{len(images.skipped)} skipped in {middle - start:.1f} s\n"
         f"texts ({texts_encoder.id}): {texts_todo} computed, {len(texts) - texts_todo} reused "
         f"in {end - middle:.1f} s\n"
         f"cache: {cache_dir} (total {end - start:.1f} s)",
-        highlight=False,
     )

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from picsearch import __version__
 from picsearch.data.images import ImageReadError
+from picsearch.interfaces.web.head import HeadAsGet
 from picsearch.interfaces.web.schemas import (
     DEFAULT_K,
     MAX_K,
@@ -103,6 +104,7 @@ def create_app(searcher: SearcherLike, thumbs_dir: Path) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(router)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(HeadAsGet)
     return app
 
 

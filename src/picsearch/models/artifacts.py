@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
+import lightgbm as lgb
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
 from picsearch.models.export import Exported, nest, unnest
 from picsearch.models.child import ChildDetector
 from picsearch.models.relevance import RelevanceModel, restore_model
 from picsearch.models.matching import JointSpace, restore_matcher
-from picsearch.storage import save_json, write_bytes
+from picsearch.storage import file_sha256, load_json, save_json, write_bytes
 
 FORMAT = 3
 MANIFEST = "model.json"
@@ -28,27 +30,73 @@ class EncoderMismatchError(ValueError):
 
 
 class ArtifactError(ValueError):
-    """An artifacts folder is missing a file or has an unknown format."""
+    """An artifacts folder is missing a file, has a broken or changed one, or has an unknown format."""
 
 
-def _save_exported(folder: Path, name: str, exported: Exported) -> dict[str, Any]:
-    """Arrays -> ``name.safetensors``, texts -> ``name.N.lgb.txt``; returns the JSON entry naming them."""
+T = TypeVar("T")
+
+
+def _save_exported(folder: Path, name: str, exported: Exported, hashes: dict[str, str]) -> dict[str, Any]:
+    """Arrays -> ``name.safetensors``, texts -> ``name.N.lgb.txt``; returns the JSON entry naming them.
+
+    The sha256 of each file written goes into ``hashes`` (file name -> hex digest)."""
     entry: dict[str, Any] = {"params": exported.params, "texts": {}}
+    files: dict[str, bytes] = {}
     if exported.arrays:
-        arrays = {k: np.ascontiguousarray(v) for k, v in exported.arrays.items()}
-        write_bytes(folder / f"{name}.safetensors", save(arrays))
         entry["arrays"] = f"{name}.safetensors"
+        files[entry["arrays"]] = save({k: np.ascontiguousarray(v) for k, v in exported.arrays.items()})
     for number, (key, text) in enumerate(sorted(exported.texts.items())):
-        filename = f"{name}.{number}.lgb.txt"
-        write_bytes(folder / filename, text.encode("utf-8"))
-        entry["texts"][key] = filename
+        entry["texts"][key] = f"{name}.{number}.lgb.txt"
+        files[entry["texts"][key]] = text.encode("utf-8")
+    for filename, data in files.items():
+        write_bytes(folder / filename, data)
+        hashes[filename] = hashlib.sha256(data).hexdigest()
     return entry
 
 
-def _load_exported(folder: Path, entry: dict[str, Any]) -> Exported:
-    arrays = load_file(str(folder / entry["arrays"])) if entry.get("arrays") else {}
-    texts = {key: (folder / filename).read_text(encoding="utf-8") for key, filename in entry["texts"].items()}
+def _checked_file(folder: Path, filename: str, hashes: dict[str, str]) -> Path:
+    """``folder / filename``, which must exist and, when ``model.json`` recorded its sha256, still match it."""
+    path = folder / filename
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing (listed in {MANIFEST})")
+    if filename in hashes and file_sha256(path) != hashes[filename]:
+        raise ArtifactError(
+            f"{path}: changed since training (its sha256 differs from the one in {MANIFEST}); "
+            "restore the file or retrain"
+        )
+    return path
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        return load_file(str(path))
+    except SafetensorError as exc:
+        raise ArtifactError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{path}: not a LightGBM model text (not UTF-8 at byte {exc.start})") from None
+
+
+def _load_exported(folder: Path, entry: dict[str, Any], hashes: dict[str, str]) -> Exported:
+    arrays = _read_arrays(_checked_file(folder, entry["arrays"], hashes)) if entry.get("arrays") else {}
+    texts = {key: _read_text(_checked_file(folder, name, hashes)) for key, name in entry["texts"].items()}
     return Exported(entry["params"], arrays, texts)
+
+
+def _restored(folder: Path, entry: dict[str, Any], restore: Callable[[], T]) -> T:
+    """``restore()``, with any failure turned into an :class:`ArtifactError` naming the entry's files."""
+    try:
+        return restore()
+    except lgb.basic.LightGBMError as exc:
+        files = ", ".join(str(folder / name) for name in entry["texts"].values())
+        raise ArtifactError(f"{files}: not a readable LightGBM model ({exc})") from None
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        files = ", ".join(str(folder / name) for name in [entry.get("arrays"), *entry["texts"].values()] if name)
+        raise ArtifactError(f"{files or folder / MANIFEST}: not the model {MANIFEST} describes ({exc!r})") from None
 
 
 @dataclass
@@ -107,6 +155,7 @@ class RelevanceBundle:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         joint = nest({name: m.export() for name, m in self.joint.matchers.items()}, {"weights": self.joint.weights})
+        hashes: dict[str, str] = {}
         manifest = {
             "format": FORMAT,
             "selected": self.selected,
@@ -114,32 +163,62 @@ class RelevanceBundle:
             "image_encoder_id": self.image_encoder_id,
             "text_encoder": self.text_encoder,
             "text_encoder_id": self.text_encoder_id,
-            "scorer": _save_exported(folder, "scorer", self.scorer.export()),
-            "joint": _save_exported(folder, "joint", joint),
-            "child": _save_exported(folder, "child", self.child.export()),
+            "scorer": _save_exported(folder, "scorer", self.scorer.export(), hashes),
+            "joint": _save_exported(folder, "joint", joint, hashes),
+            "child": _save_exported(folder, "child", self.child.export(), hashes),
+            "sha256": hashes,
         }
         save_json(folder / MANIFEST, manifest)
         return folder
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> RelevanceBundle:
-        """Read a bundle written by :meth:`save` (no pickle anywhere)."""
+        """Read a bundle written by :meth:`save` (no pickle anywhere).
+
+        Every file is checked before use: a missing, truncated, garbled or (by the sha256 that
+        ``model.json`` records) changed file is an :class:`ArtifactError` naming that file."""
         folder = Path(folder)
-        path = folder / MANIFEST
-        if not path.is_file():
-            raise ArtifactError(f"{path}: not found; run `picsearch train --out {folder}` first")
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT:
-            raise ArtifactError(f"{path}: field format: expected {FORMAT}, found {manifest.get('format')!r}")
-        joint = _load_exported(folder, manifest["joint"])
-        matchers = {name: restore_matcher(part) for name, part in unnest(joint).items()}
+        manifest = _manifest(folder)
+        hashes = manifest.get("sha256", {})  # bundles saved before hashes were recorded have none
+        parts = {name: _load_exported(folder, manifest[name], hashes) for name in _PARTS}
+        joint = parts["joint"]
         return cls(
-            scorer=restore_model(_load_exported(folder, manifest["scorer"])),
-            joint=JointSpace(matchers, joint.params["weights"]),
-            child=ChildDetector.restore(_load_exported(folder, manifest["child"])),
+            scorer=_restored(folder, manifest["scorer"], lambda: restore_model(parts["scorer"])),
+            joint=_restored(
+                folder,
+                manifest["joint"],
+                lambda: JointSpace({n: restore_matcher(p) for n, p in unnest(joint).items()}, joint.params["weights"]),
+            ),
+            child=_restored(folder, manifest["child"], lambda: ChildDetector.restore(parts["child"])),
             image_encoder=manifest["image_encoder"],
             image_encoder_id=manifest["image_encoder_id"],
             text_encoder=manifest["text_encoder"],
             text_encoder_id=manifest["text_encoder_id"],
             selected=manifest["selected"],
         )
+
+
+_NAMES = ("selected", "image_encoder", "image_encoder_id", "text_encoder", "text_encoder_id")
+_PARTS = ("scorer", "joint", "child")
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    """``model.json`` of ``folder``, checked for its format and every field :meth:`RelevanceBundle.load` reads."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{path}: not found; run `picsearch train --out {folder}` first")
+    try:
+        manifest = load_json(path)
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else manifest
+        raise ArtifactError(f"{path}: field format: expected {FORMAT}, found {found!r}")
+    for name in _NAMES:
+        if not isinstance(manifest.get(name), str):
+            raise ArtifactError(f"{path}: field {name}: expected a string, found {manifest.get(name)!r}")
+    for name in _PARTS:
+        entry = manifest.get(name)
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(key), dict) for key in ("params", "texts")):
+            raise ArtifactError(f"{path}: field {name}: expected an object with params and texts")
+    return manifest

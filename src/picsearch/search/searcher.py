@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +13,7 @@ from picsearch.index import GalleryIndex, NumpyStore, VectorStore, model_fingerp
 from picsearch.models import RelevanceBundle
 from picsearch.models.artifacts import METRICS
 from picsearch.policy import DISCLAIMER, check
+from picsearch.storage import load_json
 
 CANDIDATES = 100  # images reranked per query; retrieval recall@100 bounds what reranking can fix
 
@@ -69,7 +69,11 @@ def validated_candidates(model_dir: Path) -> int:
     metrics = Path(model_dir) / METRICS
     if not metrics.is_file():
         return CANDIDATES
-    return int(json.loads(metrics.read_text(encoding="utf-8")).get("retrieval_cv", {}).get("candidates", CANDIDATES))
+    report = load_json(metrics)  # errors name the file and line
+    try:
+        return int(report.get("retrieval_cv", {}).get("candidates", CANDIDATES))
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f"{metrics}: field retrieval_cv.candidates: expected a number of images") from None
 
 
 class Searcher:

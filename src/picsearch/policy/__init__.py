@@ -1,23 +1,25 @@
 """Child-content policy: is a text about children under 16?
 
 The words live in ``lexicon.toml`` (data a reviewer can read, with the reason for each entry); this
-module normalizes text into tokens and matches whole tokens and token sequences, so look-alikes
-("kidney", "cowboy", "nineteen") never hit. A blocked query gets :data:`DISCLAIMER` instead of pictures.
+module normalizes text into tokens (undoing disguises first: homoglyphs, invisible characters,
+leetspeak, spaced-out letters, see :mod:`picsearch.policy.normalize`) and matches whole tokens and
+token sequences, so look-alikes ("kidney", "cowboy", "nineteen") never hit. A blocked query gets
+:data:`DISCLAIMER` instead of pictures.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Collection
+
+from picsearch.policy.normalize import key, normalize, spelled_runs
 
 DISCLAIMER = "This image is unavailable in your country in compliance with local laws"
 
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
 # A number ("12", "2.5", "1,000") or a run of letters with inner apostrophes ("boy's", "don't").
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)?|[^\W\d_]+(?:'[^\W\d_]+)*")
 _POSSESSIVE = re.compile(r"'s$")
@@ -34,11 +36,24 @@ class PolicyDecision:
     matched: list[str]
 
 
-def tokens(text: str) -> list[str]:
-    """Normalized tokens: NFKC, casefold, ё→е, possessives dropped, split at hyphens and punctuation."""
-    norm = unicodedata.normalize("NFKC", text).casefold().replace("ё", "е").translate(_APOSTROPHES)
+def _split(norm: str) -> list[str]:
     # "girls'" loses its apostrophe because the token pattern never ends on one.
     return [_POSSESSIVE.sub("", tok) for tok in _TOKEN.findall(norm)]
+
+
+def _words(text: str, known: Collection[str] = ()) -> list[tuple[str, bool]]:
+    """(token, spelled) pairs: spelled marks a word that was written as spaced-out letters."""
+    norm, words, done = normalize(text, known), [], 0
+    for start, end, joined in spelled_runs(norm):
+        words += [(tok, False) for tok in _split(norm[done:start])] + [(joined, True)]
+        done = end
+    return words + [(tok, False) for tok in _split(norm[done:])]
+
+
+def tokens(text: str) -> list[str]:
+    """Normalized tokens (see :func:`picsearch.policy.normalize.normalize`), possessives dropped, split at
+    hyphens and punctuation; spaced-out letters ("g-i-r-l") joined into one token."""
+    return [tok for tok, _ in _words(text)]
 
 
 @dataclass(frozen=True)
@@ -61,9 +76,19 @@ class _Lexicon:
     longest: int
     age: _Age
 
+    words: frozenset[str]
+    """The one-word forms."""
+    vocabulary: frozenset[str]
+    """Every word of every form."""
+
+
+def _keys(words: list[str]) -> frozenset[str]:
+    return frozenset(key(word) for word in words)
+
 
 def _phrase(form: str, where: str) -> Phrase:
-    toks = tuple(tokens(form))
+    """The keys of ``form``'s tokens: lexicon and text are compared key by key."""
+    toks = tuple(key(tok) for tok in tokens(form))
     if not toks:
         raise ValueError(f"lexicon.toml: {where}: form {form!r} has no letters or digits")
     return toks
@@ -95,18 +120,20 @@ def _parse(raw: dict[str, Any]) -> _Lexicon:
     age = raw["age"]
     return _Lexicon(
         phrases=frozenset(phrases),
+        words=frozenset(p[0] for p in phrases if len(p) == 1),
+        vocabulary=frozenset(word for p in phrases for word in p),
         exceptions=frozenset(exceptions),
         longest=max(len(p) for p in phrases | exceptions),
         age=_Age(
             max_age=float(age["max_age_exclusive"]),
-            before_number=frozenset(age["before_number"]),
-            articles=frozenset(age["articles"]),
+            before_number=_keys(age["before_number"]),
+            articles=_keys(age["articles"]),
             short_years=frozenset(_phrase(f, "age.short_years") for f in age["short_years"]),
-            old=frozenset(age["old"]),
-            ru_adjective=frozenset(age["ru_year_adjective"]),
-            unit_years={k: float(v) for k, v in age["unit_years"].items()},
-            number_words={k: int(v) for k, v in age["number_words"].items()},
-            tens_words={k: int(v) for k, v in age["tens_words"].items()},
+            old=_keys(age["old"]),
+            ru_adjective=_keys(age["ru_year_adjective"]),
+            unit_years={key(k): float(v) for k, v in age["unit_years"].items()},
+            number_words={key(k): int(v) for k, v in age["number_words"].items()},
+            tens_words={key(k): int(v) for k, v in age["tens_words"].items()},
         ),
     )
 
@@ -184,14 +211,26 @@ def _phrase_spans(toks: list[str], phrases: frozenset[Phrase], longest: int, tak
     return spans
 
 
+def _spelled_spans(words: list[tuple[str, bool]], lex: _Lexicon, taken: set[int]) -> list[tuple[int, int]]:
+    """Spelled-out tokens that contain a one-word form anywhere ("a g i r l" -> "agirl" holds "girl")."""
+    def hit(word: str) -> bool:
+        k = key(word)
+        return any(k[a:b] in lex.words for a in range(len(k)) for b in range(a + 1, len(k) + 1))
+
+    return [(i, i + 1) for i, (word, spelled) in enumerate(words) if spelled and i not in taken and hit(word)]
+
+
 def check(text: str) -> PolicyDecision:
     """Decide whether ``text`` is about children under 16 (see ``lexicon.toml`` for the rules)."""
     lex = _lexicon()
-    toks = tokens(text)
+    words = _words(text, lex.vocabulary)
+    toks = [tok for tok, _ in words]
+    keys = [key(tok) for tok in toks]
     taken: set[int] = set()
-    _phrase_spans(toks, lex.exceptions, lex.longest, taken)
-    ages = [(a, b) for a, b in _age_spans(toks, lex.age) if not taken.intersection(range(a, b))]
-    spans = sorted(_phrase_spans(toks, lex.phrases, lex.longest, taken) + ages)
+    _phrase_spans(keys, lex.exceptions, lex.longest, taken)
+    ages = [(a, b) for a, b in _age_spans(keys, lex.age) if not taken.intersection(range(a, b))]
+    spans = sorted(_phrase_spans(keys, lex.phrases, lex.longest, taken) + ages)
+    spans = sorted(spans + _spelled_spans(words, lex, taken))
     matched = list(dict.fromkeys(" ".join(toks[a:b]) for a, b in spans))
     return PolicyDecision(text=text, blocked=bool(matched), matched=matched)
 

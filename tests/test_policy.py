@@ -99,6 +99,24 @@ BLOCK = [
     "сын",
     "с дочкой",
     "ДЕТИ!",
+    # words found missing by category (kinship, informal, school and care), and disguises
+    "a lad and his dog",
+    "two lasses",
+    "pupils on a field trip",
+    "third-grade class photo",
+    "a 5th grader",
+    "grandkids at the lake",
+    "my niece",
+    "a tyke on a trike",
+    "внуки на даче",
+    "с племянницей",
+    "третьеклассник",
+    "gіrl",
+    "todd1er",
+    "chiId",
+    "g-i-r-l",
+    "k i d s",
+    "ba\u200bby",
 ]
 
 ALLOW = [
@@ -145,6 +163,19 @@ ALLOW = [
     "дочерняя компания",
     "сыр",
     "20-летний",
+    "skidding",
+    "Nicole Kidman",
+    "a ladder",
+    "lasso",
+    "a dilated pupil",
+    "first class seats",
+    "grade A eggs",
+    "college freshman",
+    "twins",
+    "h2o",
+    "B-52 bomber",
+    "ученый",
+    "тот",
 ]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,7 +14,7 @@ from picsearch.markdown import markdown_table
 from picsearch.models.artifacts import METRICS
 from picsearch.models.card import MODEL_COLUMNS, model_table
 from picsearch.reports import save_figure
-from picsearch.storage import write_bytes
+from picsearch.storage import load_json, write_bytes
 
 PREDICTIONS = "cv_predictions.csv"
 BINS = np.linspace(0.0, 1.0, 11)
@@ -127,7 +126,7 @@ def write_models_report(artifacts: Path, dataset: Dataset, out: Path) -> Path:
     metrics_path = artifacts / METRICS
     if not metrics_path.is_file():
         raise FileNotFoundError(f"{metrics_path}: not found; run `picsearch train --out {artifacts}` first")
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    metrics = load_json(metrics_path)  # errors name the file and line
     frame = load_predictions(artifacts, dataset)
     models = list(metrics["models"])
     out.mkdir(parents=True, exist_ok=True)

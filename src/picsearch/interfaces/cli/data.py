@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from picsearch.data.validate import ValidationReport, validate_dataset
-from picsearch.interfaces.cli.common import DataOption, console, data_dir, fail, say, user_errors
+from picsearch.interfaces.cli.common import DataOption, console, data_dir, say, user_errors
 
 
 def validate(data: DataOption = None) -> None:
@@ -23,15 +23,13 @@ def validate(data: DataOption = None) -> None:
         raise typer.Exit(2)
 
 
-def validated_data_dir(explicit: Optional[Path]) -> Path:
-    """The dataset folder, checked as `validate` does; any problem is listed on stderr, then exit 2."""
-    root = data_dir(explicit)
+def warn_about_problems(root: Path) -> None:
+    """Check the dataset at ``root`` as `validate` does and list each problem on stderr as a warning."""
     report = validate_dataset(root)
     for problem in report.problems:
-        say(str(problem), err=True)
-    if not report.ok:
-        raise fail(f"{len(report.problems)} problem(s) in {root}; fix them (`picsearch validate` lists them)")
-    return root
+        say(("warning:", "yellow"), " ", str(problem), err=True)
+    if report.problems:
+        say(("warning:", "yellow"), f" {len(report.problems)} problem(s) in {root}, listed above", err=True)
 
 
 def _print_report(report: ValidationReport, seconds: float) -> None:

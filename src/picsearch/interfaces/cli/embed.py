@@ -11,8 +11,8 @@ import typer
 from picsearch.config import default_cache_dir
 from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.features.embed import DEFAULT_BATCH
-from picsearch.interfaces.cli.common import DataOption, console, say, user_errors
-from picsearch.interfaces.cli.data import validated_data_dir
+from picsearch.interfaces.cli.common import DataOption, console, data_dir, say, user_errors
+from picsearch.interfaces.cli.data import warn_about_problems
 
 
 def register(app: typer.Typer, report_app: typer.Typer) -> None:
@@ -37,14 +37,15 @@ def embed(
 ) -> None:
     """Embed all train and test images and all texts; a second run computes nothing.
 
-    Checks the dataset first as `picsearch validate` does: on any problem it lists each one and exits 2.
+    Warns about each problem `picsearch validate` finds in the dataset (and exits 0), then embeds what it can.
     """
     from picsearch.data import load_dataset
     from picsearch.data.images import list_images
     from picsearch.encoders import EncoderUnavailableError, get_image_encoder, get_text_encoder
     from picsearch.features import EmbeddingStore, embed_images, embed_texts, text_digest
 
-    root = validated_data_dir(data)
+    root = data_dir(data)
+    warn_about_problems(root)
     cache_dir = cache or default_cache_dir()
     with user_errors(EncoderUnavailableError):
         dataset = load_dataset(root)

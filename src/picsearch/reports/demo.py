@@ -6,7 +6,6 @@ sample of the test queries (or the user's own) and writes ``index.html`` and ``g
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,7 +20,7 @@ from picsearch.models.artifacts import MANIFEST, METRICS, ArtifactError, Relevan
 from picsearch.models.train import fit_from_dataset, save_training
 from picsearch.reports.render import Shown, render_grid, render_html, thumbnails
 from picsearch.search.searcher import SearchResult, Searcher
-from picsearch.storage import file_sha256
+from picsearch.storage import file_sha256, load_json
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,10 @@ def trained_on(
     card = artifacts / "model_card.json"
     if not all((artifacts / name).is_file() for name in (MANIFEST, METRICS, card.name)):
         return False
-    recorded = json.loads(card.read_text(encoding="utf-8")).get("data", {})
+    try:
+        recorded = load_json(card).get("data", {})
+    except (ValueError, AttributeError):  # an unreadable card: the models are retrained, like a broken bundle
+        return False
     if not recorded or any(file_sha256(dataset.root / name) != digest for name, digest in recorded.items()):
         return False
     try:

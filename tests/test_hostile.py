@@ -18,9 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-import picsearch.index
 from picsearch.data.validate import validate_dataset
-from picsearch.index.build import UpdateReport
 from picsearch.interfaces.cli import app
 from picsearch.interfaces.web import create_app
 from picsearch.models import ArtifactError, RelevanceBundle
@@ -135,14 +133,21 @@ def test_search_prints_query_verbatim(text: str, synthetic_index: Path) -> None:
     assert f"red {text}" in result.output and "red-" in result.output  # the title, then the results
 
 
-@pytest.mark.parametrize("text", MARKUP)
-def test_index_prints_file_names_verbatim(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    name = f"x{text}.jpg"
-    report = UpdateReport(added=[name], skipped=[(name, f"{name}: not an image")], total=1)
-    monkeypatch.setattr(picsearch.index, "build_index", lambda *args, **kwargs: report)
-    result = runner.invoke(app, ["index", str(tmp_path), "--model", str(tmp_path), "--out", str(tmp_path)])
+def test_index_prints_file_names_verbatim(synthetic_bundle: Path, synthetic_index: Path, tmp_path: Path) -> None:
+    from synthetic_bundle import register_stub_encoders
+
+    register_stub_encoders()
+    photo = (synthetic_index.parent / "gallery" / "red-circle.png").read_bytes()
+    # "x[/].png" is the file "].png" in the folder "x["; a path never holds "//", so "http://x" is "http:/x"
+    names = [Path(f"x{text}.png").as_posix() for text in MARKUP]
+    for name in names:
+        (tmp_path / "gallery" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "gallery" / name).write_bytes(photo)
+    (tmp_path / "gallery" / "[red]bad.png").write_bytes(b"not a picture")
+    args = ["index", str(tmp_path / "gallery"), "--model", str(synthetic_bundle), "--out", str(tmp_path / "index")]
+    result = runner.invoke(app, [*args, "--cache", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
-    assert f"added: {name}" in result.output and f"skipped {name}: not an image" in result.output
+    assert all(name in result.output for name in names) and "[red]bad.png" in result.output, result.output
 
 
 @pytest.fixture()

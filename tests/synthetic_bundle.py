@@ -15,11 +15,12 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
-from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
-from picsearch.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, register_image_encoder, register_text_encoder
+from picsearch.encoders import register_image_encoder, register_text_encoder
 from picsearch.encoders.base import encode_images
+from picsearch.index import GalleryIndex, build_index
+from picsearch.interfaces.cli import app
 
 IMAGE_ENCODER, TEXT_ENCODER = "stub-colour", "stub-words"
 COLOURS = {
@@ -76,19 +77,18 @@ class WordEncoder:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
 
 
+def _colour_encoder(source: str | None = None) -> ColourEncoder:
+    return ColourEncoder()
+
+
+def _word_encoder(source: str | None = None) -> WordEncoder:
+    return WordEncoder()
+
+
 def register_stub_encoders() -> None:
-    """Make :data:`IMAGE_ENCODER` and :data:`TEXT_ENCODER` buildable by name (idempotent)."""
-    if IMAGE_ENCODER not in IMAGE_ENCODERS:
-        register_image_encoder(IMAGE_ENCODER, _no_source(ColourEncoder))
-    if TEXT_ENCODER not in TEXT_ENCODERS:
-        register_text_encoder(TEXT_ENCODER, _no_source(WordEncoder))
-
-
-def _no_source(cls):
-    def build(source: str | None = None):
-        return cls()
-
-    return build
+    """Make :data:`IMAGE_ENCODER` and :data:`TEXT_ENCODER` buildable by name (registering again is a no-op)."""
+    register_image_encoder(IMAGE_ENCODER, _colour_encoder)
+    register_text_encoder(TEXT_ENCODER, _word_encoder)
 
 
 def draw(colour: str, shape: str, size: int = 0) -> Image.Image:
@@ -106,38 +106,40 @@ def draw(colour: str, shape: str, size: int = 0) -> Image.Image:
     return image
 
 
-def caption(colour: str, shape: str, size: int) -> str:
-    size_word = ("small", "", "big")[size]
+def caption(colour: str, shape: str, size: int = 1) -> str:
+    """What a person would write about ``draw(colour, shape, size)``; pink shapes are held by little girls."""
+    words = [("small", "", "big")[size], shape]
     if colour == CHILD_COLOUR:
-        return f"a little girl in a pink dress holds a {size_word} {shape}".replace("  ", " ")
-    return f"a {size_word} {colour} {shape} on grey".replace("  ", " ")
+        return " ".join(["a little girl in a pink dress holds a", *words]).replace("  ", " ")
+    return " ".join(["a", words[0], colour, words[1], "on grey"]).replace("  ", " ")
 
 
 def write_synthetic_dataset(root: Path) -> Path:
-    """The course layout under ``root``: one train image per colour, shape and size, its caption scored high,
-    a caption of the same colour middling, one of another colour low; the gallery pictures as test images."""
+    """The course layout under ``root``: one train image per colour, shape and size, each rated with its own
+    caption (high), a caption of its colour on another shape (middling) and one of another colour (low);
+    the crowd confirms every third image's own caption; the gallery pictures are the test images."""
     (root / "train_images").mkdir(parents=True, exist_ok=True)
     items = [(c, s, z) for c in COLOURS for s in SHAPES for z in range(3)]
     names = [f"{c}-{s}-{z}.png" for c, s, z in items]
-    for name, (c, s, z) in zip(names, items):
-        draw(c, s, z).save(root / "train_images" / name)
-    train, expert = ["image,query_id,query_text"], []
-    for i, (name, (c, s, z)) in enumerate(zip(names, items)):
-        same_colour = names[(i + 3) % 9 + 9 * (i // 9)]  # same colour, another shape
-        other = names[(i + 9 + 4 * (i % 3)) % len(names)]  # another colour
-        for partner, scores in ((name, (4, 4, 3)), (same_colour, (2, 3, 2)), (other, (1, 1, 2 - i % 2))):
-            query_id = f"{partner}#0"
-            train.append(f"{name},{query_id},{caption(*items[names.index(partner)])}")
+    for name, item in zip(names, items):
+        draw(*item).save(root / "train_images" / name)
+    per_colour = len(SHAPES) * 3
+    train, expert, crowd = ["image,query_id,query_text"], [], []
+    for i, name in enumerate(names):
+        same_colour = (i // per_colour) * per_colour + (i + 3) % per_colour  # the next shape, same size
+        other_colour = (i + per_colour + 4 * (i % 3)) % len(names)
+        for partner, scores in ((i, (4, 4, 3)), (same_colour, (2, 3, 2)), (other_colour, (1, 1, 2 - i % 2))):
+            query_id = f"{names[partner]}#0"
+            train.append(f"{name},{query_id},{caption(*items[partner])}")
             expert.append(f"{name}\t{query_id}\t" + "\t".join(map(str, scores)))
-    crowd = [f"{line.split(chr(9))[0]}\t{line.split(chr(9))[1]}\t1\t3\t0" for line in expert[::9]]
+        if i % 3 == 0:
+            crowd.append(f"{name}\t{name}#0\t1\t3\t0")
     _write(root / "train_dataset.csv", train)
     _write(root / "ExpertAnnotations.tsv", expert)
     _write(root / "CrowdAnnotations.tsv", crowd)
     write_gallery(root / "test_images", flat=True)
     queries = ["|query_id|query_text|image"]
-    queries += [
-        f"{n}|{name}#0|{caption(*name[:-4].split('-'), 1)}|{name}" for n, name in enumerate(GALLERY)  # type: ignore[misc]
-    ]
+    queries += [f"{n}|{name}#0|{caption(*name[:-4].split('-'))}|{name}" for n, name in enumerate(GALLERY)]
     _write(root / "test_queries.csv", queries)
     return root
 
@@ -160,14 +162,11 @@ def _write(path: Path, lines: list[str]) -> None:
 
 def train_synthetic_bundle(root: Path) -> Path:
     """Write the dataset under ``root/data`` and run `picsearch train` on it into ``root/model``."""
-    from picsearch.interfaces.cli import app
-
     register_stub_encoders()
     data, model = write_synthetic_dataset(root / "data"), root / "model"
     args = ["train", "--data", str(data), "--out", str(model), "--cache", str(root / "cache"), "--folds", "3",
             "--image-encoder", IMAGE_ENCODER, "--text-encoder", TEXT_ENCODER]
-    with threadpool_limits(1):  # on a busy 2-core machine 2 BLAS threads spin: 1 fits a small LogisticRegression ~5x faster
-        result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return model
 
@@ -175,8 +174,6 @@ def train_synthetic_bundle(root: Path) -> Path:
 def build_synthetic_index(model: Path, root: Path) -> Path:
     """Draw the gallery into ``root/gallery`` and index it into ``root/index`` with the real `build_index`;
     checks that exactly the pink pictures were flagged."""
-    from picsearch.index import GalleryIndex, build_index
-
     register_stub_encoders()
     write_gallery(root / "gallery")
     build_index(root / "gallery", model, root / "index", root / "cache", progress=False)
@@ -187,6 +184,6 @@ def build_synthetic_index(model: Path, root: Path) -> Path:
     return root / "index"
 
 
-def child_paths(index) -> list[str]:
+def child_paths(index: GalleryIndex) -> list[str]:
     """Relative paths of the gallery pictures the detector must flag."""
     return [path for path in index.paths if Path(path).name.startswith(CHILD_COLOUR)]

@@ -1,4 +1,4 @@
-"""The search page in headless Chromium (Debian's /usr/bin/chromium, never `playwright install`).
+"""The search page in headless Chromium (Debian's /usr/bin/chromium, never `playwright install`; see conftest.py).
 
 The app runs under uvicorn on 127.0.0.1 in a thread. Screenshots go to a temporary folder, or
 to $PICSEARCH_SCREENSHOTS when it is set.
@@ -24,7 +24,6 @@ from web_gallery import WordSearcher, write_gallery
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -60,12 +59,11 @@ def live_app(searcher, thumbs: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
+def browser(chromium: Path) -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+        launched = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture()

@@ -49,11 +49,17 @@ def test_registered_encoders_are_built_by_name(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("picsearch.encoders.TEXT_ENCODERS", dict(TEXT_ENCODERS))
     sources = []
     register_image_encoder("test-colour", lambda source=None: sources.append(source) or ColourEncoder())
-    register_text_encoder("test-words", lambda source=None: WordEncoder())
+    def words(source: str | None = None) -> WordEncoder:
+        return WordEncoder()
+
+    register_text_encoder("test-words", words)
+    register_text_encoder("test-words", words)  # the same factory again: nothing changes
     assert isinstance(get_image_encoder("test-colour:somewhere"), ColourEncoder) and sources == ["somewhere"]
     assert isinstance(get_text_encoder("test-words"), WordEncoder)
     with pytest.raises(ValueError, match="'effnet-lite0' is already registered"):
         register_image_encoder("effnet-lite0", lambda source=None: ColourEncoder())
+    with pytest.raises(ValueError, match="'test-words' is already registered"):
+        register_text_encoder("test-words", lambda source=None: WordEncoder())
     with pytest.raises(ValueError, match="without ':'"):
         register_text_encoder("a:b", lambda source=None: WordEncoder())
 

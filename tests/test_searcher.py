@@ -1,8 +1,220 @@
-"""The Searcher's surface: ranking is reachable only through the policy-checked, child-filtered entry points."""
+"""Searcher: policy first, retrieval + rerank, child flags enforced, k and min_score; the `search` command.
 
+Fast tests use the synthetic bundle (tests/synthetic_bundle.py: drawn shapes, stub encoders, the pink
+pictures child-flagged by the detector); the last test runs the commands on the models trained on the real data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from picsearch.index import GalleryIndex, build_index
+from picsearch.interfaces.cli import app
+from picsearch.policy import DISCLAIMER
 from picsearch.search import Searcher
+from synthetic_bundle import CHILD_COLOUR, COLOURS, child_paths
+
+QUERIES = ["a red circle", "a big blue square", "green on grey"]
+CHILD_QUERIES = ("two little girls playing", "Мальчик на велосипеде", "a toddler's shoes", "kids on a beach")
+ANY_QUERIES = [*QUERIES, "pink", "a pink square", "a photo", "anything at all"]
+
+
+@pytest.fixture(scope="module")
+def searcher(synthetic_searcher) -> Searcher:
+    return synthetic_searcher
+
+
+def with_flags(searcher: Searcher, index_dir: Path, flagged: list[int], candidates: int | None = None) -> Searcher:
+    """The same index and models, with the child flag set on ``flagged`` rows only."""
+    index = GalleryIndex.load(index_dir)
+    index.child = np.isin(np.arange(len(index)), flagged)
+    return Searcher(index, searcher.bundle, searcher.text_encoder, candidates or searcher.candidates)
+
+
+def child_ids(searcher: Searcher) -> set[str]:
+    """Ids of the pictures the synthetic detector flags (the pink ones)."""
+    children = set(child_paths(searcher.index))
+    return {image_id for image_id, path in zip(searcher.index.ids, searcher.index.paths) if path in children}
 
 
 def test_the_only_public_ways_to_rank_are_search_and_search_many() -> None:
     """Ranking helpers are private: a new public method that ranks must be a deliberate change of this set."""
     assert {name for name in dir(Searcher) if not name.startswith("_")} == {"open", "search", "search_many", "path_of"}
+
+
+def test_open_applies_the_detector_flags_stored_in_the_index(searcher, synthetic_bundle):
+    assert len(child_ids(searcher)) == 2 and len(searcher) == len(searcher.index) - 2
+    metrics = json.loads((synthetic_bundle / "metrics.json").read_text())
+    assert searcher.candidates == metrics["retrieval_cv"]["candidates"]  # as validated in training
+
+
+@pytest.mark.parametrize("colour", [c for c in COLOURS if c != CHILD_COLOUR])
+def test_the_two_pictures_of_the_colour_asked_for_come_first(searcher, colour):
+    hits = searcher.search(f"a {colour} circle", k=3).hits
+    assert {hit.path.name for hit in hits[:2]} == {f"{colour}-circle.png", f"{colour}-square.png"}
+    assert hits[1].score > hits[2].score
+
+
+def test_blocked_query_gets_the_disclaimer_and_no_images(searcher):
+    for query in CHILD_QUERIES:
+        result = searcher.search(query, k=5)
+        assert result.blocked and result.disclaimer == DISCLAIMER and result.hits == [] and result.matched
+        assert result.to_json() == {"query": query, "blocked": True, "disclaimer": DISCLAIMER, "results": []}
+    together = searcher.search_many([*CHILD_QUERIES, QUERIES[0]], k=5)
+    assert [r.blocked for r in together] == [True] * len(CHILD_QUERIES) + [False]
+    assert all(r.hits == [] and r.disclaimer == DISCLAIMER for r in together[:-1]) and together[-1].hits
+
+
+def test_flagged_photos_are_never_returned(searcher, synthetic_index):
+    hidden = child_ids(searcher)
+    unguarded = with_flags(searcher, synthetic_index, [])
+    assert hidden <= {hit.id for hit in unguarded.search("pink", k=50).hits}  # they would rank without the flag
+    for result in [*searcher.search_many(ANY_QUERIES, k=50), *(searcher.search(q, k=50) for q in ANY_QUERIES)]:
+        returned = {hit.id for hit in result.hits}
+        assert len(returned) == len(searcher) and not returned & hidden
+    for image_id in hidden:
+        with pytest.raises(KeyError):
+            searcher.path_of(image_id)
+
+
+def test_child_flags_are_honoured_on_any_rows_and_when_set_late(searcher, synthetic_index):
+    flagged = [0, 2, 5]
+    guarded = with_flags(searcher, synthetic_index, flagged)
+    hidden = {guarded.index.ids[row] for row in flagged}
+    assert len(guarded) == len(guarded.index) - 3
+    for query in ANY_QUERIES:
+        returned = {hit.id for hit in guarded.search(query, k=100).hits}
+        assert returned and not returned & hidden
+    for image_id in hidden:
+        with pytest.raises(KeyError):
+            guarded.path_of(image_id)
+    # A flag that appears after the store was built is still honoured when hits are assembled.
+    late = guarded.search(QUERIES[0], k=1).hits[0].id
+    guarded.index.child[guarded.index.rows()[late]] = True
+    assert late not in {hit.id for hit in guarded.search(QUERIES[0], k=100).hits}
+
+
+def test_results_are_scored_best_first_and_respect_k(searcher):
+    n = len(searcher)
+    for k in (1, 3, 50):
+        result = searcher.search(QUERIES[0], k=k)
+        assert not result.blocked and len(result.hits) == min(k, n)
+        scores = [hit.score for hit in result.hits]
+        assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+        assert all(hit.path == searcher.path_of(hit.id) and hit.path.is_file() for hit in result.hits)
+
+
+def test_k_beyond_the_candidates_still_returns_scored_images(searcher, synthetic_index):
+    narrow = with_flags(searcher, synthetic_index, [], candidates=2)
+    hits = narrow.search(QUERIES[2], k=5).hits
+    assert len(hits) == 5 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_min_score_drops_weak_matches(searcher):
+    everything = searcher.search(QUERIES[1], k=50).hits
+    cut = (everything[1].score + everything[-2].score) / 2
+    kept = searcher.search(QUERIES[1], k=50, min_score=cut).hits
+    assert kept == [hit for hit in everything if hit.score >= cut] and 0 < len(kept) < len(everything)
+    assert searcher.search(QUERIES[1], k=50, min_score=1.0).hits == [hit for hit in everything if hit.score >= 1.0]
+
+
+def test_bad_requests_are_rejected_with_the_field_named(searcher):
+    with pytest.raises(ValueError, match="query"):
+        searcher.search("   ")
+    with pytest.raises(ValueError, match="k: must be at least 1"):
+        searcher.search("dog", k=0)
+    with pytest.raises(ValueError, match="min_score"):
+        searcher.search("dog", min_score=1.5)
+    with pytest.raises(KeyError):
+        searcher.path_of("no-such-id")
+
+
+def test_search_many_equals_one_by_one(searcher):
+    together = searcher.search_many(QUERIES + ["kids on a beach"], k=3)
+    alone = [searcher.search(query, k=3) for query in QUERIES + ["kids on a beach"]]
+    assert [r.blocked for r in together] == [False, False, False, True]
+    for a, b in zip(together, alone):
+        assert [h.id for h in a.hits] == [h.id for h in b.hits]
+        np.testing.assert_allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-5)
+
+
+def test_cli_json_and_file_mode(synthetic_index, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["search", QUERIES[0], "--index", str(synthetic_index), "--k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["blocked"] is False and "disclaimer" not in answer
+    assert {Path(r["path"]).name for r in answer["results"]} == {"red-circle.png", "red-square.png"}
+
+    queries = tmp_path / "queries.txt"
+    queries.write_text(f"{QUERIES[1]}\n\nthe boy's kite\n")
+    result = runner.invoke(app, ["search", "--file", str(queries), "--index", str(synthetic_index), "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["blocked"] for line in lines] == [False, True]
+    assert lines[1]["disclaimer"] == DISCLAIMER and lines[1]["results"] == []
+
+    table = runner.invoke(app, ["search", QUERIES[2], "--index", str(synthetic_index), "--k", "1"])
+    assert table.exit_code == 0 and "score" in table.stdout and "green-" in table.stdout
+
+
+def test_cli_never_prints_a_flagged_photo(synthetic_index, searcher):
+    hidden = [Path(path).name for path in child_paths(searcher.index)]
+    args = ["search", "pink", "--index", str(synthetic_index), "--k", "50"]
+    answer = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    shown = {Path(r["path"]).name for r in answer["results"]}
+    assert len(shown) == len(searcher) and not shown & set(hidden)
+    table = CliRunner().invoke(app, args).stdout
+    assert table.count(".png") == len(searcher) and not any(name in table for name in hidden)
+    blocked = CliRunner().invoke(app, ["search", CHILD_QUERIES[0], "--index", str(synthetic_index)])
+    assert blocked.exit_code == 0 and DISCLAIMER in " ".join(blocked.stdout.split()) and ".png" not in blocked.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["", "--k", "3"], "query: must not be empty"),
+        (["dog", "--k", "0"], "k: must be at least 1"),
+        (["dog", "--min-score", "2"], "min_score: must lie in [0, 1]"),
+        ([], "give either QUERY or --file"),
+    ],
+)
+def test_cli_rejects_bad_input(synthetic_index, args, message):
+    result = CliRunner().invoke(app, ["search", *args, "--index", str(synthetic_index)])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_open_refuses_an_index_built_with_another_model(synthetic_index, tmp_path):
+    manifest = json.loads((synthetic_index / "manifest.json").read_text())
+    moved = tmp_path / "index"
+    moved.mkdir()
+    (moved / manifest["data"]).symlink_to(synthetic_index / manifest["data"])
+    (moved / "manifest.json").write_text(json.dumps({**manifest, "model_fingerprint": "something else"}))
+    with pytest.raises(ValueError, match="another model"):
+        Searcher.open(moved)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_search_and_evaluate_commands_on_the_real_models(real_artifacts, tmp_path):
+    from test_index import write_gallery
+
+    paths = write_gallery(tmp_path / "gallery", 8)
+    build_index(tmp_path / "gallery", real_artifacts, tmp_path / "index", tmp_path / "cache", progress=False)
+    runner, index = CliRunner(), str(tmp_path / "index")
+    result = runner.invoke(app, ["search", "a red ball on a green field", "--index", index, "--k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    scores = [hit["score"] for hit in answer["results"]]
+    assert not answer["blocked"] and 0 < len(scores) <= 3 and scores == sorted(scores, reverse=True)
+    blocked = json.loads(runner.invoke(app, ["search", CHILD_QUERIES[0], "--index", index, "--json"]).stdout)
+    assert blocked["disclaimer"] == DISCLAIMER and blocked["results"] == []
+    queries = tmp_path / "queries.csv"
+    queries.write_text(f"|query_id|query_text|image\n0|q0|a round shape|{paths[0].name}\n")
+    report = runner.invoke(app, ["evaluate", "--queries", str(queries), "--index", index, "--json"])
+    assert report.exit_code == 0 and json.loads(report.stdout)["n_queries"] == 1

@@ -71,7 +71,8 @@ TEXT_ENCODERS: dict[str, Callable[[str | None], TextEncoder]] = {
 def register_image_encoder(kind: str, factory: Callable[[str | None], ImageEncoder]) -> None:
     """Make ``factory`` (source after the colon, or None -> encoder) buildable as image encoder ``kind``.
 
-    For encoders outside this package, e.g. the weightless stubs of the test suite; a known kind is refused.
+    For encoders outside this package, e.g. the weightless stubs of the test suite. Registering the same
+    factory again is a no-op; another factory for a known kind is refused.
     """
     _register(kind, factory, IMAGE_ENCODERS, "image")
 

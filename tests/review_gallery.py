@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from picsearch.features.cache import file_digest
 from picsearch.index import GalleryIndex, NumpyStore, image_id
@@ -16,9 +16,13 @@ THRESHOLD = 0.5
 
 
 def write_photo(path: Path, seed: int) -> None:
-    """A 32x32 picture whose pixels depend on ``seed`` (a new seed gives new bytes)."""
-    pixels = np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
+    """A 96x72 picture, a disc on a background, both coloured by ``seed`` (a new seed gives new bytes)."""
+    rng = np.random.default_rng(seed)
+    background, disc = (tuple(int(c) for c in rng.integers(30, 230, 3)) for _ in range(2))
+    image = Image.new("RGB", (96, 72), background)
+    x, y = (int(v) for v in rng.integers(10, 50, 2))
+    ImageDraw.Draw(image).ellipse((x, y, x + 36, y + 36), fill=disc)
+    image.save(path)
 
 
 def build_review_index(folder: Path) -> Path:

@@ -92,7 +92,7 @@ def test_a_decision_from_the_page_is_logged_with_the_reviewers_name(client, inde
     response = signed_in(client, "ann").post("/review/api/decisions", json={"id": B, "decision": "clear"})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["who"] == "ann" and body["decision"] == "clear" and body["remaining"] == 3
+    assert body["who"] == "ann" and body["decision"] == "clear" and body["remaining"] == 3 and body["reviewed"] == 1
     record = json.loads((index_dir / LOG_NAME).read_text())
     assert record["id"] == B and record["why"] == "no child in the photo (review page)"
     queue = client.get("/review/api/queue").json()

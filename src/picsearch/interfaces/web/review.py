@@ -175,7 +175,8 @@ def api_decide(body: DecisionRequest, request: Request, access: Access) -> dict:
         raise HTTPException(404, f"no indexed image has the id {body.id!r}") from exc
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from exc
-    return {**review.to_json(), "remaining": access.desk.queue().remaining}
+    queue = access.desk.queue()
+    return {**review.to_json(), "remaining": queue.remaining, "reviewed": queue.reviewed}
 
 
 @router.get("/thumbs/{image_id}")

@@ -6,6 +6,7 @@
   const grid = document.getElementById("review-grid");
   if (!grid || !window.fetch) return;
   const remaining = document.getElementById("remaining");
+  const reviewed = document.getElementById("reviewed");
   const reason = document.getElementById("reason");
   const cards = () => [...grid.querySelectorAll(".review-card")];
   const LABELS = { clear: "cleared", flag: "kept hidden" };
@@ -49,6 +50,7 @@
       card.classList.add(decision === "clear" ? "is-cleared" : "is-kept");
       state.textContent = LABELS[decision];
       remaining.textContent = String(body.remaining);
+      reviewed.textContent = String(body.reviewed);
     } catch (error) {
       card.classList.add("is-failed");
       state.textContent = `not saved: ${error.message}`;

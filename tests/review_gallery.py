@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from picsearch.features.cache import file_digest
-from picsearch.index import GalleryIndex, NumpyStore, image_id
+from picsearch.index import GalleryIndex, NumpyStore, image_id, read_manifest
 
 # (file, child probability); the detector's threshold is 0.5. a.png is a near-duplicate of b.png.
 PHOTOS = (("a.png", 0.9), ("b.png", 0.55), ("c.png", 0.62), ("d.png", 0.75), ("e.png", 0.1), ("f.png", 0.2))
@@ -49,4 +51,14 @@ def build_review_index(folder: Path) -> Path:
         store=NumpyStore(np.asarray(ids), joint),
     )
     index.save(folder / "index")
+    return folder / "index"
+
+
+def copy_index(index_dir: Path, folder: Path) -> Path:
+    """Copy an index and its gallery (``index_dir.parent / "gallery"``) into ``folder``; return the copy's index."""
+    shutil.copytree(index_dir.parent / "gallery", folder / "gallery")
+    shutil.copytree(index_dir, folder / "index")
+    manifest = read_manifest(folder / "index")
+    manifest["gallery"] = str((folder / "gallery").resolve())
+    (folder / "index" / "manifest.json").write_text(json.dumps(manifest))
     return folder / "index"

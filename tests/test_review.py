@@ -16,7 +16,7 @@ from picsearch.index import GalleryIndex, image_id
 from picsearch.index.desk import ReviewDesk, duplicate_groups
 from picsearch.index.review import LOG_NAME, Moderation, ReviewLog, TornLineWarning, make_review
 from picsearch.interfaces.cli import app
-from review_gallery import build_review_index, write_photo
+from review_gallery import build_review_index, copy_index, write_photo
 
 A, B, C, D, E = (image_id(name) for name in ("a.png", "b.png", "c.png", "d.png", "e.png"))
 
@@ -180,3 +180,50 @@ def test_cli_rejects_bad_decisions_in_one_line(index_dir, args, message):
     result = run("review", "--index", index_dir, *args)
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert not (index_dir / LOG_NAME).exists()
+
+
+# Search applies decisions at once (a real Searcher over the synthetic bundle's index).
+
+
+@pytest.fixture()
+def synthetic_copy(synthetic_index: Path, tmp_path: Path) -> Path:
+    """A private copy of the synthetic gallery and index (decisions and re-indexing change them)."""
+    return copy_index(synthetic_index, tmp_path)
+
+
+def ids_found(searcher, query: str) -> set[str]:
+    return {hit.id for hit in searcher.search(query, k=50).hits}
+
+
+def test_search_honours_a_clearance_and_a_new_flag_without_reindexing(synthetic_copy):
+    from picsearch.search import Searcher
+
+    searcher = Searcher.open(synthetic_copy)
+    pink, red = image_id("pink-circle.png"), image_id("red-circle.png")
+    assert pink not in ids_found(searcher, "a pink circle") and red in ids_found(searcher, "a red circle")
+    n = len(searcher)
+    desk = ReviewDesk.open(synthetic_copy)
+    desk.decide(pink, "clear", "a pink balloon, no child", "ann")
+    desk.decide(red, "flag", "a child in the corner", "bob")
+    assert pink in ids_found(searcher, "a pink circle")  # the same searcher, the next query
+    assert red not in ids_found(searcher, "a red circle") and len(searcher) == n
+    assert searcher.path_of(pink).name == "pink-circle.png"
+    with pytest.raises(KeyError):
+        searcher.path_of(red)
+
+
+def test_a_clearance_never_applies_to_changed_content(synthetic_copy):
+    from picsearch.index import build_index
+    from picsearch.search import Searcher
+    from synthetic_bundle import draw
+
+    pink = image_id("pink-circle.png")
+    ReviewDesk.open(synthetic_copy).decide(pink, "clear", "a pink balloon, no child", "ann")
+    assert pink in ids_found(Searcher.open(synthetic_copy), "a pink circle")
+    model = Path(GalleryIndex.load(synthetic_copy).meta["model"])
+    gallery = synthetic_copy.parent / "gallery"
+    draw("pink", "circle", 2).save(gallery / "pink-circle.png")  # other bytes, still pink: the detector flags it
+    build_index(gallery, model, synthetic_copy, synthetic_copy.parent / "cache", progress=False)
+    searcher = Searcher.open(synthetic_copy)
+    assert pink not in ids_found(searcher, "a pink circle")  # flagged again until someone reviews it
+    assert [item.id for item in ReviewDesk.open(synthetic_copy).queue().items].count(pink) == 1

@@ -15,7 +15,7 @@ from picsearch.index.review import LOG_NAME
 from picsearch.interfaces.cli import app as cli
 from picsearch.interfaces.web import create_app
 from picsearch.interfaces.web.review import COOKIE, enable_review, load_token
-from review_gallery import build_review_index, write_photo
+from review_gallery import build_review_index, copy_index, write_photo
 from web_gallery import WordSearcher, write_gallery
 
 TOKEN = "s3cret-review-token-0123456789"
@@ -130,3 +130,23 @@ def test_token_file_checks(tmp_path, index_dir):
     assert load_token(good) == TOKEN
     result = CliRunner().invoke(cli, ["serve", "--index", str(index_dir), "--review-token-file", str(short)])
     assert result.exit_code == 2 and "at least 16 characters" in result.output and "Traceback" not in result.output
+
+
+def test_flagged_thumbnails_only_behind_the_token_and_a_clearance_serves_them_at_once(tmp_path, synthetic_index):
+    from picsearch.search import Searcher
+
+    searcher = Searcher.open(copy_index(synthetic_index, tmp_path))
+    web = create_app(searcher, tmp_path / "thumbs")
+    enable_review(web, ReviewDesk(searcher.index, searcher.moderation.log), TOKEN)
+    client = TestClient(web)
+    pink = image_id("pink-square.png")
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.get(f"/thumbs/{pink}").status_code == 404 and client.get(f"/images/{pink}").status_code == 404
+    assert client.get(f"/review/thumbs/{pink}").status_code == 401
+    assert client.get(f"/review/thumbs/{pink}", headers=headers).status_code == 200
+    assert pink not in [r["id"] for r in client.get("/api/search", params={"q": "a pink square"}).json()["results"]]
+    decided = client.post("/review/api/decisions", json={"id": pink, "decision": "clear", "reason": "no child"},
+                          headers=headers)
+    assert decided.status_code == 200
+    assert client.get(f"/thumbs/{pink}").status_code == 200
+    assert pink in [r["id"] for r in client.get("/api/search", params={"q": "a pink square"}).json()["results"]]

@@ -23,8 +23,8 @@ from picsearch.data.images import ImageReadError, read_image
 from picsearch.data.tables import Dataset, caption_image
 from picsearch.models.artifacts import METRICS
 from picsearch.models.child import CHILD_PREDICTIONS
-from picsearch.policy import is_blocked
 from picsearch.markdown import markdown_table
+from picsearch.policy import is_blocked
 from picsearch.reports import save_figure
 from picsearch.storage import write_bytes
 

@@ -88,7 +88,7 @@ def contact_sheet(frame: pd.DataFrame, images_dir: Path, captions: dict[str, lis
             ax.imshow(read_image(images_dir / row["image"]))
         except (FileNotFoundError, ImageReadError):
             ax.text(0.5, 0.5, "unreadable", ha="center", va="center")
-        caption = (captions.get(row["image"]) or [""])[0]
+        caption = (captions.get(row["image"]) or ["(no caption of its own)"])[0]
         title = f"p={row['probability']:.3f}\n" + "\n".join(textwrap.wrap(caption, 34)[:2])
         ax.set_title(title, fontsize=8, loc="left")
     fig.suptitle("Most confident false alarms (harmless by their captions, out-of-fold)")

@@ -10,8 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from picsearch.config import DEFAULT_ARTIFACTS
-from picsearch.interfaces.cli.common import DataOption, console, data_dir, fail, user_errors
+from picsearch.interfaces.cli.common import console, fail, user_errors
 from picsearch.interfaces.cli.search import IndexOption, JsonOption
 
 DEFAULT_SHOWN = 50
@@ -89,23 +88,7 @@ def flags(index: IndexOption, as_json: JsonOption = False) -> None:
     console.print(table)
 
 
-def report_child(
-    model: Annotated[Path, typer.Option("--model", help="Artifacts folder written by `picsearch train`.")] = DEFAULT_ARTIFACTS,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: MODEL/report).")] = None,
-    data: DataOption = None,
-) -> None:
-    """The child detector's trade-off: precision-recall, share hidden, CV misses, a sheet of false alarms."""
-    from picsearch.data import load_dataset
-    from picsearch.reports.child_report import write_child_report
-
-    root = data_dir(data)
-    with user_errors():
-        path = write_child_report(model, load_dataset(root), out or model / "report")
-    console.print(f"wrote {path}")
-
-
 def register(app: typer.Typer, report_app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     app.command("review")(review)
     app.command("flags")(flags)
-    report_app.command("child")(report_child)

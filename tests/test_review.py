@@ -227,3 +227,10 @@ def test_a_clearance_never_applies_to_changed_content(synthetic_copy):
     searcher = Searcher.open(synthetic_copy)
     assert pink not in ids_found(searcher, "a pink circle")  # flagged again until someone reviews it
     assert [item.id for item in ReviewDesk.open(synthetic_copy).queue().items].count(pink) == 1
+
+
+def test_progress_counts_what_is_left_without_building_the_queue(desk):
+    assert desk.progress() == (4, 0)
+    desk.decide(B, "clear", "an adult", "ann")
+    desk.decide(E, "flag", "a child", "ann")  # not detector-flagged: reviewed, but never in the queue
+    assert desk.progress() == (3, 2) and desk.queue().remaining == 3

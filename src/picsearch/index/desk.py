@@ -87,6 +87,8 @@ class ReviewDesk:
         self.index = index
         self.log = log
         self.moderation = Moderation(index, log)
+        self._flagged = np.flatnonzero(index.child)
+        self._groups: dict[float, np.ndarray] = {}  # cosine -> group per detector-flagged row, computed once
 
     @classmethod
     def open(cls, folder: Path) -> "ReviewDesk":
@@ -97,9 +99,10 @@ class ReviewDesk:
         """Detector-flagged photos without a decision on their current content, most likely harmless first."""
         self.moderation.refresh()
         reviewed = self.moderation.reviews
-        pending = np.array([row for row in np.flatnonzero(self.index.child) if row not in reviewed], dtype=np.int64)
+        waiting = self._pending()
+        pending = self._flagged[waiting]
         probability = np.asarray(self.index.child_prob, dtype=np.float64)[pending]
-        groups = duplicate_groups(np.asarray(self.index.features[pending]), duplicate_cosine)
+        groups = self._duplicate_groups(duplicate_cosine)[waiting]
         order = queue_order(probability, groups)
         labels = {}  # renumber groups 1.. in queue order
         items = []
@@ -108,6 +111,22 @@ class ReviewDesk:
             group = labels.setdefault(int(groups[pos]), len(labels) + 1)
             items.append(QueueItem(self.index.ids[row], self.index.paths[row], float(probability[pos]), group))
         return ReviewQueue(items, len(labels), reviewed=len(reviewed))
+
+    def progress(self) -> tuple[int, int]:
+        """(detector-flagged photos still waiting for a decision on their current content, photos reviewed);
+        cheap, unlike :meth:`queue`."""
+        self.moderation.refresh()
+        return int(self._pending().sum()), len(self.moderation.reviews)
+
+    def _pending(self) -> np.ndarray:
+        """Mask over the detector-flagged rows: no current decision."""
+        return self.moderation.decisions[self._flagged] < 0
+
+    def _duplicate_groups(self, cosine: float) -> np.ndarray:
+        """Near-duplicate groups of all detector-flagged photos (stable while decisions come in)."""
+        if cosine not in self._groups:
+            self._groups[cosine] = duplicate_groups(np.asarray(self.index.features[self._flagged]), cosine)
+        return self._groups[cosine]
 
     def decide(self, image_id: str, decision: str, why: str, who: str) -> Review:
         """Record a decision bound to the photo's current content; it applies to search at once."""

@@ -49,6 +49,8 @@ class DeskLike(Protocol):
 
     def decide(self, image_id: str, decision: str, why: str, who: str) -> Any: ...
 
+    def progress(self) -> tuple[int, int]: ...
+
     def path_of(self, image_id: str) -> Path: ...
 
 
@@ -175,8 +177,8 @@ def api_decide(body: DecisionRequest, request: Request, access: Access) -> dict:
         raise HTTPException(404, f"no indexed image has the id {body.id!r}") from exc
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from exc
-    queue = access.desk.queue()
-    return {**review.to_json(), "remaining": queue.remaining, "reviewed": queue.reviewed}
+    remaining, reviewed = access.desk.progress()
+    return {**review.to_json(), "remaining": remaining, "reviewed": reviewed}
 
 
 @router.get("/thumbs/{image_id}")

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from picsearch.interfaces.cli.common import console, fail, user_errors
+from picsearch.interfaces.cli.common import console, fail, say, user_errors
 from picsearch.interfaces.cli.search import IndexOption, JsonOption
 
 DEFAULT_SHOWN = 50
@@ -46,10 +46,7 @@ def review(
         print(json.dumps(queue.to_json(), ensure_ascii=False))
         return
     console.print(_queue_table(queue, limit))
-    console.print(
-        f"{queue.remaining} flagged photos left to review in {queue.groups} groups; {queue.reviewed} reviewed",
-        highlight=False,
-    )
+    say(f"{queue.remaining} flagged photos left to review in {queue.groups} groups; {queue.reviewed} reviewed")
 
 
 def _print_decision(record: dict, path: Path, as_json: bool) -> None:
@@ -57,7 +54,7 @@ def _print_decision(record: dict, path: Path, as_json: bool) -> None:
         print(json.dumps(record, ensure_ascii=False))
         return
     effect = "shown in search from now on" if record["decision"] == "clear" else "hidden from search from now on"
-    console.print(f"{record['decision']}: {record['id']} ({path}) by {record['who']}: {effect}", highlight=False)
+    say(f"{record['decision']}: {record['id']} ({path}) by {record['who']}: {effect}")
 
 
 def _queue_table(queue, limit: int) -> Table:

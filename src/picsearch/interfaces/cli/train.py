@@ -72,7 +72,7 @@ def _write_report(writer: Callable[[Path, Any, Path], Path], model: Path, out: O
     root = data_dir(data)
     with user_errors():
         path = writer(model, load_dataset(root), out or model / "report")
-    console.print(f"wrote {path}")
+    say(f"wrote {path}")
 
 
 def register(app: typer.Typer, report_app: typer.Typer) -> None:

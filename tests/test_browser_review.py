@@ -59,6 +59,7 @@ def test_review_from_the_keyboard(browser: Browser, tmp_path: Path, shots: Path)
         expect(page.locator("#remaining")).to_have_text("2")
         expect(page.locator("#reviewed")).to_have_text("2")
         expect(cards.nth(2)).to_be_focused()
+        page.wait_for_timeout(300)  # let the focus ring's transition finish before the picture
         page.screenshot(path=str(shots / "review-decided.png"), full_page=True)
 
     records = [json.loads(line) for line in (index_dir / LOG_NAME).read_text().splitlines()]

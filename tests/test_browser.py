@@ -41,9 +41,16 @@ ALL_IMAGES_LOADED = (
 @contextmanager
 def live_app(searcher, thumbs: Path) -> Iterator[str]:
     """Serve ``create_app(searcher)`` on a free loopback port; yield its base URL."""
+    with live_server(create_app(searcher, thumbs)) as url:
+        yield url
+
+
+@contextmanager
+def live_server(app) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port; yield its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(searcher, thumbs), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

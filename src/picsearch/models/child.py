@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_curve, roc_auc_score
@@ -30,6 +31,7 @@ from picsearch.policy import is_blocked
 from picsearch.policy.filter import child_images
 
 TARGET_RECALL = 0.99
+CHILD_PREDICTIONS = "child_cv_predictions.csv"  # image, label, out-of-fold probability; written by training
 C_GRID = (0.001, 0.003, 0.01, 0.03)
 
 
@@ -138,11 +140,13 @@ def cv_summary(probs: np.ndarray, labels: np.ndarray, tests: list[np.ndarray], r
 
 @dataclass
 class ChildReport:
-    """The fitted detector and its cross-validated quality."""
+    """The fitted detector, its cross-validated quality, and the chosen C's out-of-fold probabilities
+    (mean over the repeated foldings, one per training image) for reports."""
 
     detector: ChildDetector
     cv: dict[str, float]
     grid: dict[str, dict[str, float]]
+    oof: np.ndarray
 
 
 def train_child_detector(
@@ -159,17 +163,20 @@ def train_child_detector(
 
     Repeating the folds ``repeats`` times with other shufflings steadies both choices (see :func:`cv_summary`)."""
     labels = labels.astype(bool)
-    grid = {}
+    grid, oof = {}, {}
     for c in c_grid:
         probs, tests = out_of_fold(layout, feats, labels, c, folds, seed, repeats)
-        grid[str(c)] = cv_summary(probs, labels, tests, target_recall)
+        grid[str(c)], oof[str(c)] = cv_summary(probs, labels, tests, target_recall), probs.mean(axis=0)
     best = max(grid, key=lambda c: (grid[c]["precision"], grid[c]["auc"]))
     detector = ChildDetector(layout, float(best), grid[best]["threshold"]).fit(feats, labels)
-    return ChildReport(detector, grid[best], grid)
+    return ChildReport(detector, grid[best], grid, oof[best])
 
 
-def fit_child_detector(dataset: Dataset, feats: DatasetFeatures, layout: ImageLayout) -> tuple[ChildDetector, dict[str, Any]]:
-    """Fit on train images (labels from their captions), then measure on test images (their 5 captions)."""
+def fit_child_detector(
+    dataset: Dataset, feats: DatasetFeatures, layout: ImageLayout
+) -> tuple[ChildDetector, dict[str, Any], pd.DataFrame]:
+    """Fit on train images (labels from their captions), then measure on test images (their 5 captions).
+    Also returns the out-of-fold view of the training images (:data:`CHILD_PREDICTIONS` columns)."""
     train_names = sorted(set(dataset.train["image"]) & set(feats.image_row))
     children = child_images(dataset)
     labels = np.array([name in children for name in train_names])
@@ -184,4 +191,5 @@ def fit_child_detector(dataset: Dataset, feats: DatasetFeatures, layout: ImageLa
         "target_recall": TARGET_RECALL, "grid": report.grid,
         "test_images": detection_metrics(test_probs, test_labels, report.detector.threshold),
     }
-    return report.detector, summary
+    oof = pd.DataFrame({"image": train_names, "label": labels.astype(int), "probability": report.oof})
+    return report.detector, summary, oof

@@ -19,7 +19,7 @@ from picsearch.data.tables import Dataset
 from picsearch.features import DatasetFeatures, dataset_features, embed_texts
 from picsearch.models.artifacts import METRICS, MODEL_CARD, RelevanceBundle
 from picsearch.models.card import card_markdown, model_card
-from picsearch.models.child import fit_child_detector
+from picsearch.models.child import CHILD_PREDICTIONS, fit_child_detector
 from picsearch.models.classes import class_prompts
 from picsearch.models.evaluate import CVResult, cross_validate
 from picsearch.models.layout import ImageLayout
@@ -52,6 +52,7 @@ class TrainResult:
     bundle: RelevanceBundle
     metrics: dict[str, Any]
     cv: dict[str, CVResult] = field(default_factory=dict)
+    child_oof: pd.DataFrame | None = None  # image, label, probability: the child detector's out-of-fold view
 
 
 def train_models(
@@ -112,7 +113,7 @@ def train_models(
     joint = JointSpace(matchers, joint_options(list(matchers))[joint_name])
 
     step("child detector")
-    child, metrics["child_detector"] = fit_child_detector(dataset, feats, encoders.layout)
+    child, metrics["child_detector"], child_oof = fit_child_detector(dataset, feats, encoders.layout)
     step("done")
     bar.close()
     metrics["training_data"] = {
@@ -123,7 +124,7 @@ def train_models(
     bundle = RelevanceBundle(
         scorer, joint, child, encoders.image_name, encoders.image_id, encoders.text_name, encoders.text_id, selected
     )
-    return TrainResult(bundle, metrics, cv)
+    return TrainResult(bundle, metrics, cv, child_oof)
 
 
 def save_training(folder: Path, dataset: Dataset, result: TrainResult) -> Path:
@@ -138,6 +139,8 @@ def save_training(folder: Path, dataset: Dataset, result: TrainResult) -> Path:
     predictions.insert(0, "query_id", dataset.expert.loc[predictions.index, "query_id"])
     predictions.insert(0, "image", dataset.expert.loc[predictions.index, "image"])
     write_bytes(folder / "cv_predictions.csv", predictions.to_csv(index_label="expert_row").encode("utf-8"))
+    if result.child_oof is not None:
+        write_bytes(folder / CHILD_PREDICTIONS, result.child_oof.to_csv(index=False).encode("utf-8"))
     return folder
 
 

@@ -32,8 +32,8 @@ def evaluate(searcher: Searcher, queries: pd.DataFrame) -> dict:
 
     (a) Top level: the raw model, policy off, every indexed image rankable (``joint_only``: the
     same ranking before reranking, for reference). (b) ``with_policy``: blocked queries and
-    child-flagged correct images count as misses; ``answerable``: the queries neither blocked nor
-    with a hidden target; ``blocked`` and ``hidden_targets`` count the other two groups.
+    hidden correct images (child-flagged, after review) count as misses; ``answerable``: the queries
+    neither blocked nor with a hidden target; ``blocked`` and ``hidden_targets`` count the other two groups.
     """
     texts = queries["query_text"].tolist()
     targets = target_rows(searcher, queries["image"].tolist())
@@ -42,7 +42,8 @@ def evaluate(searcher: Searcher, queries: pd.DataFrame) -> dict:
     by_joint, raw = searcher._rank_unfiltered(text_feats)  # the raw model: policy off, flagged images included
     shown = searcher._rank(text_feats, len(searcher), searcher.candidates)
     blocked = np.array([check(text).blocked for text in texts], dtype=bool)
-    hidden = np.array([t is not None and bool(index.child[t]) for t in targets]) & ~blocked
+    hidden_now = searcher.moderation.hidden()
+    hidden = np.array([t is not None and bool(hidden_now[t]) for t in targets]) & ~blocked
 
     raw_ranks = [rank_of(r.rows, t) for r, t in zip(raw, targets)]
     product_ranks = [

@@ -10,6 +10,7 @@ import numpy as np
 
 from picsearch.encoders import TextEncoder, get_text_encoder
 from picsearch.index import GalleryIndex, NumpyStore, VectorStore, model_fingerprint, read_manifest
+from picsearch.index.review import Moderation, ReviewLog
 from picsearch.models import RelevanceBundle
 from picsearch.models.artifacts import METRICS
 from picsearch.policy import DISCLAIMER, check
@@ -80,9 +81,12 @@ class Searcher:
     """Loads the index and the models once and answers queries.
 
     Safety is structural: :meth:`search` / :meth:`search_many` are the only public ways to rank; they check the
-    policy first and rank only visible images. The private vector store is a copy of the index's without the
-    child-flagged images, so retrieval cannot return them, and every ranking drops flagged rows once more.
-    :meth:`_rank_unfiltered` (every indexed image, no policy) exists for ``search.evaluate`` alone.
+    policy first and rank only visible images. Hidden are the child detector's flags with the operators' review
+    decisions applied (:class:`picsearch.index.review.Moderation`); the review log is re-read when it changes, so
+    a clearance or a new flag applies to the next query, without re-indexing. The private vector store is a copy
+    of the index's without the hidden images (rebuilt when a decision changes them), so retrieval cannot return
+    them, and every ranking drops hidden rows once more. :meth:`_rank_unfiltered` (every indexed image, no
+    policy) exists for ``search.evaluate`` alone.
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class Searcher:
         bundle: RelevanceBundle,
         text_encoder: TextEncoder,
         candidates: int = CANDIDATES,
+        reviews: ReviewLog | None = None,
     ) -> None:
         bundle.check_encoders(index.meta.get("image_encoder_id", ""), text_encoder.id)
         self.index = index
@@ -98,9 +103,25 @@ class Searcher:
         self.text_encoder = text_encoder
         self.candidates = candidates
         self._rows = index.rows()
-        visible = ~np.asarray(index.child, dtype=bool)
-        self._store: VectorStore = NumpyStore(index.store.ids[visible], np.asarray(index.store.vectors[visible]))
-        self._visible = frozenset(self._store.ids.tolist())
+        self.moderation = Moderation(index, reviews)
+        self._view = self._visible_view()
+
+    def _visible_view(self) -> tuple[np.ndarray, VectorStore, frozenset[str]]:
+        """(the decisions it was built from, a store of the images not hidden, their ids)."""
+        decisions, visible = self.moderation.decisions, ~self.moderation.hidden()
+        store = NumpyStore(self.index.store.ids[visible], np.asarray(self.index.store.vectors[visible]))
+        return decisions, store, frozenset(store.ids.tolist())
+
+    def _current(self) -> tuple[np.ndarray, VectorStore, frozenset[str]]:
+        """The visible view as of the review log now (rebuilt when a logged decision changed it)."""
+        self.moderation.refresh()
+        if self._view[0] is not self.moderation.decisions:
+            self._view = self._visible_view()
+        return self._view
+
+    @property
+    def _store(self) -> VectorStore:
+        return self._current()[1]
 
     @classmethod
     def open(
@@ -122,15 +143,16 @@ class Searcher:
             )
         bundle = RelevanceBundle.load(model_dir)
         candidates = candidates or validated_candidates(model_dir)
-        return cls(GalleryIndex.load(index_dir), bundle, get_text_encoder(bundle.text_encoder), candidates)
+        index, text_encoder = GalleryIndex.load(index_dir), get_text_encoder(bundle.text_encoder)
+        return cls(index, bundle, text_encoder, candidates, ReviewLog.of_index(index_dir))
 
     def __len__(self) -> int:
-        """Number of images a query can return (indexed images minus child-flagged ones)."""
+        """Number of images a query can return (indexed images minus hidden ones)."""
         return len(self._store)
 
     def path_of(self, image_id: str) -> Path:
-        """Absolute path of a returnable image; KeyError for unknown or child-flagged ids."""
-        if image_id not in self._visible:
+        """Absolute path of a returnable image; KeyError for unknown or hidden ids."""
+        if image_id not in self._current()[2] or self.moderation.hidden(np.array([self._rows[image_id]]))[0]:
             raise KeyError(f"unknown image id {image_id!r}")
         return self.index.absolute_path(self._rows[image_id])
 
@@ -157,7 +179,7 @@ class Searcher:
         return results
 
     def _rank(self, text_feats: np.ndarray, n: int, n_rerank: int) -> list[Ranking]:
-        """The ``n`` visible images nearest each text, the first ``n_rerank`` reranked by score; child-flagged rows
+        """The ``n`` visible images nearest each text, the first ``n_rerank`` reranked by score; hidden rows
         are dropped (the store leaves them out; this also honours flags set after opening)."""
         rankings = self._rerank(self._retrieve(text_feats, self._store, n), text_feats, n_rerank)
         return [self._without_flagged(ranking) for ranking in rankings]
@@ -169,7 +191,7 @@ class Searcher:
         return rows, self._rerank(rows, text_feats, self.candidates)
 
     def _without_flagged(self, ranking: Ranking) -> Ranking:
-        keep = ~np.asarray(self.index.child, dtype=bool)[ranking.rows]
+        keep = ~self.moderation.hidden(ranking.rows)
         return Ranking(ranking.rows[keep], ranking.scores[keep[: len(ranking.scores)]])
 
     def _retrieve(self, text_feats: np.ndarray, store: VectorStore, n: int) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from picsearch.interfaces.cli import data, embed, policy, search, serve, train
+from picsearch.interfaces.cli import data, embed, policy, review, search, serve, train
 
 app = typer.Typer(
     name="picsearch",
@@ -16,7 +16,7 @@ app = typer.Typer(
 report_app = typer.Typer(help="Write reports (Markdown + PNG plots).", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
-for module in (data, policy, embed, train, search, serve):
+for module in (data, policy, embed, train, search, serve, review):
     module.register(app, report_app)
 
 

@@ -30,17 +30,32 @@ def serve(
             "spinning thread pools stall each other: one thread served 16x more searches/s on 2 cores.",
         ),
     ] = 1,
+    review_token_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--review-token-file",
+            help="Enable the review page at /review for operators holding the token in this file "
+            "(at least 16 characters). Without it the page and its API do not exist.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the search page at http://HOST:PORT/ (JSON API at /api/search, docs at /docs)."""
     import uvicorn
 
+    from picsearch.index.desk import ReviewDesk
+    from picsearch.index.review import ReviewLog
     from picsearch.interfaces.web import create_app
+    from picsearch.interfaces.web.review import enable_review, load_token
     from picsearch.search import Searcher
 
     limit_threads(threads)
     with user_errors():
+        token = load_token(review_token_file) if review_token_file else None
         searcher = Searcher.open(index)
     app = create_app(searcher, thumbs or index / "thumbs")
+    if token:
+        enable_review(app, ReviewDesk(searcher.index, ReviewLog.of_index(index)), token)
+        say("review page at ", (f"http://{host}:{port}/review", "bold"), f" (token from {review_token_file})")
     say(f"picsearch: {len(searcher)} images at ", (f"http://{host}:{port}/", "bold"), " (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -1,9 +1,9 @@
-"""Commands: `train` (compare, select, save the relevance models) and `report models`."""
+"""Commands: `train` (compare, select, save the relevance models), `report models` and `report child`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.table import Table
@@ -48,22 +48,35 @@ def _print_models(metrics: dict) -> None:
     console.print(table)
 
 
-def report_models(
-    model: Annotated[Path, typer.Option("--model", help="Artifacts folder written by `picsearch train`.")] = DEFAULT_ARTIFACTS,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: MODEL/report).")] = None,
-    data: DataOption = None,
-) -> None:
+ReportModelOption = Annotated[Path, typer.Option("--model", help="Artifacts folder written by `picsearch train`.")]
+ReportOutOption = Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: MODEL/report).")]
+
+
+def report_models(model: ReportModelOption = DEFAULT_ARTIFACTS, out: ReportOutOption = None, data: DataOption = None) -> None:
     """Comparison table (Markdown) and plots: predicted vs true, reliability, error by expert agreement."""
-    from picsearch.data import load_dataset
     from picsearch.reports.models_report import write_models_report
+
+    _write_report(write_models_report, model, out, data)
+
+
+def report_child(model: ReportModelOption = DEFAULT_ARTIFACTS, out: ReportOutOption = None, data: DataOption = None) -> None:
+    """The child detector's trade-off: precision-recall, share hidden, CV misses, a sheet of false alarms."""
+    from picsearch.reports.child_report import write_child_report
+
+    _write_report(write_child_report, model, out, data)
+
+
+def _write_report(writer: Callable[[Path, Any, Path], Path], model: Path, out: Optional[Path], data: Optional[Path]) -> None:
+    from picsearch.data import load_dataset
 
     root = data_dir(data)
     with user_errors():
-        path = write_models_report(model, load_dataset(root), out or model / "report")
-    console.print(f"wrote {path}")
+        path = writer(model, load_dataset(root), out or model / "report")
+    say(f"wrote {path}")
 
 
 def register(app: typer.Typer, report_app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     app.command("train")(train)
     report_app.command("models")(report_models)
+    report_app.command("child")(report_child)

@@ -1,0 +1,34 @@
+"""Compute threads: set once by an entry point (a CLI command, the server, a benchmark), read by the libraries.
+
+Library code never changes thread counts itself; it asks :func:`compute_threads` when it builds a session
+(ONNX Runtime) and otherwise relies on what the entry point gave torch and the BLAS / OpenMP pools."""
+
+from __future__ import annotations
+
+import os
+
+_threads: int | None = None
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (the container may hide some that ``os.cpu_count`` reports)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Give torch, numpy's BLAS / OpenMP and later ONNX Runtime sessions ``threads`` threads (default: one per
+    available CPU); returns the number. Call it from an entry point, before any model runs."""
+    global _threads
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    _threads = threads or available_cpus()
+    if torch.get_num_threads() != _threads:
+        torch.set_num_threads(_threads)
+    threadpool_limits(_threads)
+    return _threads
+
+
+def compute_threads() -> int:
+    """The intra-op threads a model session should use: what the entry point set, else one per available CPU."""
+    return _threads or available_cpus()

@@ -349,11 +349,11 @@ def serve_with_stub_uvicorn(index_dir: Path, thumbs: Path, monkeypatch: pytest.M
     from typer.testing import CliRunner
 
     from picsearch.interfaces.cli import app as cli
-    from picsearch.interfaces.cli import serve
+    from picsearch import runtime
 
     served: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
-    monkeypatch.setattr(serve, "limit_threads", lambda n: served.update(threads=n))
+    monkeypatch.setattr(runtime, "set_threads", lambda n: served.update(threads=n))
     result = CliRunner().invoke(cli, ["serve", "--index", str(index_dir), "--port", "8123", "--thumbs", str(thumbs)])
     assert result.exit_code == 0, result.output
     return served

@@ -6,8 +6,10 @@ Library code never changes thread counts itself; it asks :func:`compute_threads`
 from __future__ import annotations
 
 import os
+import sys
 
 _threads: int | None = None
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def available_cpus() -> int:
@@ -17,14 +19,20 @@ def available_cpus() -> int:
 
 def set_threads(threads: int | None = None) -> int:
     """Give torch, numpy's BLAS / OpenMP and later ONNX Runtime sessions ``threads`` threads (default: one per
-    available CPU); returns the number. Call it from an entry point, before any model runs."""
+    available CPU); returns the number. Call it from an entry point, before any model runs.
+
+    Libraries not imported yet read the environment variables when they load (so a command that never runs a
+    model does not pay for importing torch); those already loaded are told directly."""
     global _threads
-    import torch
+    _threads = threads or available_cpus()
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(_threads)
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if torch.get_num_threads() != _threads:
+            torch.set_num_threads(_threads)
     from threadpoolctl import threadpool_limits
 
-    _threads = threads or available_cpus()
-    if torch.get_num_threads() != _threads:
-        torch.set_num_threads(_threads)
     threadpool_limits(_threads)
     return _threads
 

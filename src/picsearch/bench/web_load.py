@@ -103,10 +103,10 @@ def load(base: str, name: str, paths: list[str], clients: int, seconds: float) -
 
 def direct(index: Path, queries: list[str], k: int, seconds: float, threads: int) -> Phase:
     """The baseline: ``Searcher.search`` in this process, one query at a time, no HTTP."""
-    from picsearch.interfaces.cli.serve import limit_threads
+    from picsearch.runtime import set_threads
     from picsearch.search import Searcher
 
-    limit_threads(threads)  # as the server does
+    set_threads(threads)  # as the server does
     searcher = Searcher.open(index)
     for query in queries:  # warm-up, as the server was
         searcher.search(query, k=k)

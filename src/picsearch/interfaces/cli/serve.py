@@ -26,8 +26,8 @@ def serve(
         int,
         typer.Option(
             min=1,
-            help="Threads per search (torch, BLAS, OpenMP). Searches run one at a time, and on a busy CPU "
-            "spinning thread pools stall each other: one thread served 16x more searches/s on 2 cores.",
+            help="Compute threads of the server (ONNX Runtime, torch, BLAS). On a busy CPU spinning thread pools "
+            "stall each other: one thread served 16x more searches/s on 2 cores.",
         ),
     ] = 1,
 ) -> None:
@@ -35,20 +35,12 @@ def serve(
     import uvicorn
 
     from picsearch.interfaces.web import create_app
+    from picsearch.runtime import set_threads
     from picsearch.search import Searcher
 
-    limit_threads(threads)
+    set_threads(threads)
     with user_errors():
         searcher = Searcher.open(index)
     app = create_app(searcher, thumbs or index / "thumbs")
     say(f"picsearch: {len(searcher)} images at ", (f"http://{host}:{port}/", "bold"), " (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-def limit_threads(threads: int) -> None:
-    """Cap the compute thread pools of this process: torch's and those of numpy's BLAS / OpenMP."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from picsearch.interfaces.cli.common import say, user_errors
+from picsearch.interfaces.web.batcher import MAX_BATCH, MAX_QUEUE
+from picsearch.interfaces.web.server import MAX_CONNECTIONS
 
 
 def register(app: typer.Typer, report_app: typer.Typer) -> None:
@@ -30,17 +32,30 @@ def serve(
             "stall each other: one thread served 16x more searches/s on 2 cores.",
         ),
     ] = 1,
+    query_cache: Annotated[
+        int, typer.Option(min=0, help="Remember the vectors of this many recent queries (0: off).")
+    ] = 1024,
+    max_batch: Annotated[int, typer.Option(min=1, help="Concurrent searches answered by one encoder call.")] = MAX_BATCH,
+    max_queue: Annotated[
+        int, typer.Option(min=1, help="Searches that may wait; beyond, 503 with Retry-After.")
+    ] = MAX_QUEUE,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections; beyond, 503 at once.")
+    ] = MAX_CONNECTIONS,
 ) -> None:
     """Serve the search page at http://HOST:PORT/ (JSON API at /api/search, docs at /docs)."""
     import uvicorn
 
     from picsearch.interfaces.web import create_app
+    from picsearch.interfaces.web.batcher import SearchBatcher
+    from picsearch.interfaces.web.server import server_config
     from picsearch.runtime import set_threads
     from picsearch.search import Searcher
 
     set_threads(threads)
     with user_errors():
-        searcher = Searcher.open(index)
-    app = create_app(searcher, thumbs or index / "thumbs")
+        searcher = Searcher.open(index, query_cache=query_cache)
+    batcher = SearchBatcher(searcher, max_batch=max_batch, max_queue=max_queue)
+    app = create_app(searcher, thumbs or index / "thumbs", batcher)
     say(f"picsearch: {len(searcher)} images at ", (f"http://{host}:{port}/", "bold"), " (Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(server_config(app, host, port, max_connections)).run()

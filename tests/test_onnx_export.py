@@ -65,13 +65,13 @@ def test_the_export_is_reused_and_redone_when_the_weights_or_exporter_change(tmp
     folder = _sentence_folder(tmp_path / "a")
     calls: list[Path] = []
     export = onnx_export.export_sentence_model
-    monkeypatch.setattr(onnx_export, "export_sentence_model", lambda src, dst: calls.append(dst) or export(src, dst))
+    monkeypatch.setattr(onnx_export, "export_sentence_model", lambda src, dst: calls.append(src) or export(src, dst))
     first = cached_onnx(folder, "tiny", cache=tmp_path / "cache")
     assert cached_onnx(folder, "tiny", cache=tmp_path / "cache") == first and len(calls) == 1
-    other = _sentence_folder(tmp_path / "b", seed=3)
-    assert cached_onnx(other, "tiny", cache=tmp_path / "cache") != first
+    other = cached_onnx(_sentence_folder(tmp_path / "b", seed=3), "tiny", cache=tmp_path / "cache")
+    assert other != first
     monkeypatch.setattr(onnx_export, "EXPORT_VERSION", onnx_export.EXPORT_VERSION + 1)
-    assert cached_onnx(folder, "tiny", cache=tmp_path / "cache") not in (first, calls[1])
+    assert cached_onnx(folder, "tiny", cache=tmp_path / "cache") not in (first, other)
     assert len(calls) == 3
 
 

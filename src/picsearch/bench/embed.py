@@ -75,8 +75,14 @@ def _flops(work: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def bench_image_encoder(name: str, paths: list[Path], batch_size: int) -> Row:
-    """End-to-end and forward-only speed of one image encoder on ``paths`` (model loaded beforehand)."""
+def bench_image_encoder(name: str, paths: list[Path], batch_size: int) -> list[Row]:
+    """:func:`bench_image_backend` on PyTorch (today's baseline) and on ONNX Runtime, in the same run."""
+    return [bench_image_backend(f"{name}:{backend}", paths, batch_size) for backend in ("torch", "onnx")]
+
+
+def bench_image_backend(name: str, paths: list[Path], batch_size: int) -> Row:
+    """End-to-end and forward-only speed of one image encoder on ``paths`` (model loaded beforehand); FLOPs are
+    counted on PyTorch."""
     encoder = get_image_encoder(name)
     arrays = np.stack([encoder.preprocess(read_image(path)) for path in paths])
     encoder.encode_arrays(arrays[:batch_size])  # load weights, warm up
@@ -85,7 +91,8 @@ def bench_image_encoder(name: str, paths: list[Path], batch_size: int) -> Row:
         REPEATS,
     )
     end_to_end = _seconds(lambda: _embed_into_empty_cache(paths, encoder, batch_size), REPEATS)
-    flops = _flops(lambda: encoder.encode_arrays(arrays[:1]))
+    counted = get_image_encoder(name.replace(":onnx", ":torch"))
+    flops = _flops(lambda: counted.encode_arrays(arrays[:1]))
     n = len(paths)
     return Row(name, n / end_to_end, n / forward, "images", flops, _peak_rss_mib())
 
@@ -96,29 +103,30 @@ def bench_text_encoder(name: str, texts: list[str]) -> list[Row]:
     rows = []
     flops = 0.0
     for backend in ("torch", "onnx"):
-        encoder = get_text_encoder(name)
-        encoder.backend = backend
+        encoder = get_text_encoder(f"{name}:{backend}")
         encoder.encode(texts[:8])
         seconds = _seconds(lambda: encoder.encode(texts), REPEATS)
         flops = flops or _flops(lambda: encoder.encode(texts)) / len(texts)
         rate = len(texts) / seconds
-        rows.append(Row(f"{name} ({backend})", rate, rate, "texts", flops, _peak_rss_mib()))
+        rows.append(Row(f"{name}:{backend}", rate, rate, "texts", flops, _peak_rss_mib()))
     return rows
 
 
 def table(rows: list[Row], peak_gflops: float) -> str:
     """Markdown table of the rows; share = achieved forward GFLOP/s over the matmul baseline."""
     lines = [
-        "| encoder | unit | end-to-end /s | forward /s | GFLOP per item | forward GFLOP/s | share of peak | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| encoder | unit | end-to-end /s | forward /s | vs :torch | GFLOP per item | forward GFLOP/s | share of peak "
+        "| peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         achieved = row.flops * row.forward / 1e9
+        before = next((r for r in rows if r.encoder == row.encoder.replace(":onnx", ":torch")), row)
         lines.append(
-            f"| {row.encoder} | {row.unit} | {row.end_to_end:.1f} | {row.forward:.1f} | {row.flops / 1e9:.3f} "
-            f"| {achieved:.1f} | {achieved / peak_gflops:.2f} | {row.peak_rss_mib:.0f} |"
+            f"| {row.encoder} | {row.unit} | {row.end_to_end:.1f} | {row.forward:.1f} | {row.end_to_end / before.end_to_end:.2f}x "
+            f"| {row.flops / 1e9:.3f} | {achieved:.1f} | {achieved / peak_gflops:.2f} | {row.peak_rss_mib:.0f} |"
         )
-    lines.append(f"| baseline: float32 matmul 2048² | | | | | {peak_gflops:.1f} | 1.00 | |")
+    lines.append(f"| baseline: float32 matmul 2048² | | | | | | {peak_gflops:.1f} | 1.00 | |")
     return "\n".join(lines)
 
 
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     texts = list(dict.fromkeys(dataset.query_texts().values()))[: 4 * args.n]
     threads = set_threads(args.threads)
     peak = matmul_gflops()
-    rows = [bench_image_encoder(name, paths, args.batch_size) for name in IMAGE_ENCODERS]
+    rows = [row for name in IMAGE_ENCODERS for row in bench_image_encoder(name, paths, args.batch_size)]
     rows += [row for name in TEXT_ENCODERS for row in bench_text_encoder(name, texts)]
     peak = max(peak, matmul_gflops())  # measured before and after: the less disturbed one
     print(f"{len(paths)} images, {len(texts)} texts, batch {args.batch_size}, compute threads {threads}\n")

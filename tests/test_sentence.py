@@ -108,3 +108,14 @@ def test_sentence_encoders_on_captions(name: str, dim: int) -> None:
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
     np.testing.assert_allclose(encoder.encode(texts[:1])[0], vectors[0], atol=1e-5)
     assert encoder.encode([]).shape == (0, dim)
+
+
+@pytest.mark.slow
+def test_mpnet_on_onnx_runtime_gives_pytorchs_vectors() -> None:
+    from picsearch.encoders.sentence import MPNetTextEncoder
+
+    texts = ["Two boys are squirting water guns at each other .", "A black dog leaps over a log .",
+             "A man in a red jacket climbs a snowy mountain ridge", "people", "A group of people dance at a "
+             "wedding reception while a band plays music on a small stage in the corner of the hall ."]
+    onnx, torch = MPNetTextEncoder(backend="onnx").encode(texts), MPNetTextEncoder(backend="torch").encode(texts)
+    assert np.min(np.sum(onnx * torch, axis=1)) >= 0.999

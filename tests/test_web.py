@@ -335,7 +335,7 @@ def test_child_flagged_images_are_never_served_counted_or_listed(real_client: Te
 
 def test_serve_command_wires_the_index(synthetic_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     served = serve_with_stub_uvicorn(synthetic_index, tmp_path / "thumbs", monkeypatch)
-    assert served["host"] == "127.0.0.1" and served["port"] == 8123 and served["threads"] == 1
+    assert served["host"] == "127.0.0.1" and served["port"] == 8123 and served["threads"] == 1 and served["ran"]
     client = TestClient(served["app"])
     assert client.get("/healthz").json()["images"] == 12  # 14 indexed, the 2 pink ones flagged
     greens = client.get("/api/search", params={"q": "a green field", "k": 2}).json()["results"]
@@ -344,16 +344,24 @@ def test_serve_command_wires_the_index(synthetic_index: Path, tmp_path: Path, mo
 
 
 def serve_with_stub_uvicorn(index_dir: Path, thumbs: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Run `picsearch serve --index INDEX_DIR --port 8123` with uvicorn.run recording its app instead of serving."""
+    """Run `picsearch serve --index INDEX_DIR --port 8123` with uvicorn's Server recording its app instead of serving."""
     import uvicorn
     from typer.testing import CliRunner
 
     from picsearch.interfaces.cli import app as cli
-    from picsearch.interfaces.cli import serve
+    from picsearch import runtime
 
     served: dict = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
-    monkeypatch.setattr(serve, "limit_threads", lambda n: served.update(threads=n))
+
+    class Server:
+        def __init__(self, config: uvicorn.Config) -> None:
+            served.update(app=config.app, host=config.host, port=config.port, keep_alive=config.timeout_keep_alive)
+
+        def run(self) -> None:
+            served.update(ran=True)
+
+    monkeypatch.setattr(uvicorn, "Server", Server)
+    monkeypatch.setattr(runtime, "set_threads", lambda n: served.update(threads=n))
     result = CliRunner().invoke(cli, ["serve", "--index", str(index_dir), "--port", "8123", "--thumbs", str(thumbs)])
     assert result.exit_code == 0, result.output
     return served

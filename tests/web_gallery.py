@@ -40,6 +40,7 @@ class WordSearcher:
     def __init__(self, folder: Path) -> None:
         self.paths = {name: folder / name for name in GALLERY}
         self.calls: list[tuple[str, int, float]] = []
+        self.batches: list[list[str]] = []  # the queries of each search_many call
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -60,3 +61,7 @@ class WordSearcher:
         ]
         scored.sort(key=lambda hit: (-hit.score, hit.id))
         return SearchResult(query, False, hits=[hit for hit in scored if hit.score >= min_score][:k])
+
+    def search_many(self, queries: list[str], k: int = 5, min_score: float = 0.0) -> list[SearchResult]:
+        self.batches.append(list(queries))
+        return [self.search(query, k, min_score) for query in queries]

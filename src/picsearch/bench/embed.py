@@ -2,7 +2,7 @@
 
 Prints one Markdown table: images/s end to end (hash, decode, preprocess, forward, cache write,
 through :func:`picsearch.features.embed_images` into an empty cache) and forward-only (best of 2), texts/s
-for the text encoder, peak resident memory so far, floating-point operations per item (counted
+for the text encoders on PyTorch and on ONNX Runtime (the ratio between them), peak resident memory so far, floating-point operations per item (counted
 by ``torch.utils.flop_counter``) and the share of this CPU's peak, estimated in the same run
 from a large float32 matmul (the baseline; a share of 1.0 means matmul speed).
 """
@@ -25,7 +25,8 @@ from picsearch.config import resolve_data_dir
 from picsearch.data import load_dataset
 from picsearch.data.images import list_images, read_image
 from picsearch.encoders import ImageEncoder, get_image_encoder, get_text_encoder
-from picsearch.features.embed import DEFAULT_BATCH, configure_threads, embed_images
+from picsearch.features.embed import DEFAULT_BATCH, embed_images
+from picsearch.runtime import set_threads
 
 IMAGE_ENCODERS = ("effnet-lite0", "effnet-lite2", "effnet-lite0+lite2")
 TEXT_ENCODERS = ("minilm", "mpnet")
@@ -74,8 +75,14 @@ def _flops(work: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def bench_image_encoder(name: str, paths: list[Path], batch_size: int) -> Row:
-    """End-to-end and forward-only speed of one image encoder on ``paths`` (model loaded beforehand)."""
+def bench_image_encoder(name: str, paths: list[Path], batch_size: int) -> list[Row]:
+    """:func:`bench_image_backend` on PyTorch (today's baseline) and on ONNX Runtime, in the same run."""
+    return [bench_image_backend(f"{name}:{backend}", paths, batch_size) for backend in ("torch", "onnx")]
+
+
+def bench_image_backend(name: str, paths: list[Path], batch_size: int) -> Row:
+    """End-to-end and forward-only speed of one image encoder on ``paths`` (model loaded beforehand); FLOPs are
+    counted on PyTorch."""
     encoder = get_image_encoder(name)
     arrays = np.stack([encoder.preprocess(read_image(path)) for path in paths])
     encoder.encode_arrays(arrays[:batch_size])  # load weights, warm up
@@ -84,34 +91,42 @@ def bench_image_encoder(name: str, paths: list[Path], batch_size: int) -> Row:
         REPEATS,
     )
     end_to_end = _seconds(lambda: _embed_into_empty_cache(paths, encoder, batch_size), REPEATS)
-    flops = _flops(lambda: encoder.encode_arrays(arrays[:1]))
+    counted = get_image_encoder(name.replace(":onnx", ":torch"))
+    flops = _flops(lambda: counted.encode_arrays(arrays[:1]))
     n = len(paths)
     return Row(name, n / end_to_end, n / forward, "images", flops, _peak_rss_mib())
 
 
-def bench_text_encoder(name: str, texts: list[str]) -> Row:
-    """Texts/s of one text encoder (forward includes tokenization; no cache)."""
-    encoder = get_text_encoder(name)
-    encoder.encode(texts[:8])
-    seconds = _seconds(lambda: encoder.encode(texts), REPEATS)
-    flops = _flops(lambda: encoder.encode(texts)) / len(texts)
-    rate = len(texts) / seconds
-    return Row(name, rate, rate, "texts", flops, _peak_rss_mib())
+def bench_text_encoder(name: str, texts: list[str]) -> list[Row]:
+    """Texts/s of one text encoder on PyTorch (today's baseline) and on ONNX Runtime, in the same run
+    (forward includes tokenization; no cache). FLOPs are counted on the PyTorch run, for both."""
+    rows = []
+    flops = 0.0
+    for backend in ("torch", "onnx"):
+        encoder = get_text_encoder(f"{name}:{backend}")
+        encoder.encode(texts[:8])
+        seconds = _seconds(lambda: encoder.encode(texts), REPEATS)
+        flops = flops or _flops(lambda: encoder.encode(texts)) / len(texts)
+        rate = len(texts) / seconds
+        rows.append(Row(f"{name}:{backend}", rate, rate, "texts", flops, _peak_rss_mib()))
+    return rows
 
 
 def table(rows: list[Row], peak_gflops: float) -> str:
     """Markdown table of the rows; share = achieved forward GFLOP/s over the matmul baseline."""
     lines = [
-        "| encoder | unit | end-to-end /s | forward /s | GFLOP per item | forward GFLOP/s | share of peak | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| encoder | unit | end-to-end /s | forward /s | vs :torch | GFLOP per item | forward GFLOP/s | share of peak "
+        "| peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         achieved = row.flops * row.forward / 1e9
+        before = next((r for r in rows if r.encoder == row.encoder.replace(":onnx", ":torch")), row)
         lines.append(
-            f"| {row.encoder} | {row.unit} | {row.end_to_end:.1f} | {row.forward:.1f} | {row.flops / 1e9:.3f} "
-            f"| {achieved:.1f} | {achieved / peak_gflops:.2f} | {row.peak_rss_mib:.0f} |"
+            f"| {row.encoder} | {row.unit} | {row.end_to_end:.1f} | {row.forward:.1f} | {row.end_to_end / before.end_to_end:.2f}x "
+            f"| {row.flops / 1e9:.3f} | {achieved:.1f} | {achieved / peak_gflops:.2f} | {row.peak_rss_mib:.0f} |"
         )
-    lines.append(f"| baseline: float32 matmul 2048² | | | | | {peak_gflops:.1f} | 1.00 | |")
+    lines.append(f"| baseline: float32 matmul 2048² | | | | | | {peak_gflops:.1f} | 1.00 | |")
     return "\n".join(lines)
 
 
@@ -120,17 +135,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", help="dataset folder (else $PICSEARCH_DATA, else /datasets/image_search)")
     parser.add_argument("--n", type=int, default=128, help="images to embed per encoder (texts: 4x)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="images per forward pass")
+    parser.add_argument("--threads", type=int, default=None, help="compute threads (default: one per CPU)")
     args = parser.parse_args(argv)
 
     dataset = load_dataset(resolve_data_dir(args.data))
     paths = list_images(dataset.train_images_dir)[: args.n]
     texts = list(dict.fromkeys(dataset.query_texts().values()))[: 4 * args.n]
-    threads = configure_threads()
+    threads = set_threads(args.threads)
     peak = matmul_gflops()
-    rows = [bench_image_encoder(name, paths, args.batch_size) for name in IMAGE_ENCODERS]
-    rows += [bench_text_encoder(name, texts) for name in TEXT_ENCODERS]
+    rows = [row for name in IMAGE_ENCODERS for row in bench_image_encoder(name, paths, args.batch_size)]
+    rows += [row for name in TEXT_ENCODERS for row in bench_text_encoder(name, texts)]
     peak = max(peak, matmul_gflops())  # measured before and after: the less disturbed one
-    print(f"{len(paths)} images, {len(texts)} texts, batch {args.batch_size}, torch threads {threads}\n")
+    print(f"{len(paths)} images, {len(texts)} texts, batch {args.batch_size}, compute threads {threads}\n")
     print(table(rows, peak))
 
 

@@ -1,6 +1,6 @@
 """Search benchmark: index load time, memory per image and query latency for 1k..1M images.
 
-``python -m picsearch.bench.search [--artifacts DIR] [--sizes 1000 10000 100000 1000000]``
+``python -m picsearch.bench.search [--artifacts DIR] [--sizes 1000 10000 100000 1000000] [--threads 1] [--json]``
 
 Galleries beyond the real test images are synthetic with the real dimensions: each image's raw
 features are a real test image's features (drawn at random) and its joint vector is that image's
@@ -8,14 +8,17 @@ joint vector plus noise, renormalized, so retrieval and reranking do the work th
 data. The index is written and read through the real on-disk format (features float16, memory-
 mapped; joint vectors float32, or float16 from 1M images on). Latency is per query (one at a time),
 split into text encoding, retrieval (joint projection + exact search) and reranking (feature
-gather + relevance model). The baseline, timed in the same run, scores every image of the gallery
-with the relevance model (no index, no candidates); it is skipped where its float32 copy of the
-features would not fit comfortably in memory.
+gather + relevance model). Two baselines are timed in the same run: the same search with the text
+encoder on PyTorch (the pipeline before ONNX Runtime), and scoring every image of the gallery with the
+relevance model (no index, no candidates; skipped where its float32 copy of the features would not fit
+comfortably in memory). Every timed query is distinct unless ``--queries`` exceeds the test queries, and no
+query vector cache is used. ``--json`` prints one object with the table's figures instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -28,11 +31,15 @@ from rich.table import Table
 
 from picsearch.config import DEFAULT_ARTIFACTS, resolve_data_dir
 from picsearch.data import load_dataset
+from picsearch.encoders import TextEncoder, get_text_encoder
+from picsearch.models import RelevanceBundle
 from picsearch.index import GalleryIndex, NumpyStore, build_index, image_id
+from picsearch.runtime import set_threads
 from picsearch.search import Searcher
 
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
 FLOAT16_FROM = 1_000_000
+OFFLINE_TEXT_ENCODERS = ("mpnet", "minilm")  # those that run on ONNX Runtime or PyTorch
 BASELINE_MAX_BYTES = 2 * 1024**3
 CHUNK = 100_000
 
@@ -102,7 +109,15 @@ def time_baseline(searcher: Searcher, queries: list[str]) -> list[float]:
     return times
 
 
-def measure(real_index: Path, artifacts: Path, n: int, queries: list[str], baseline_queries: int, work: Path) -> dict:
+def torch_twin(name: str) -> TextEncoder | None:
+    """The text encoder ``name`` on PyTorch (the pipeline before ONNX Runtime); None for a hub encoder."""
+    return get_text_encoder(f"{name}:torch") if name in OFFLINE_TEXT_ENCODERS else None
+
+
+def measure(
+    real_index: Path, artifacts: Path, n: int, queries: list[str], baseline_queries: int, work: Path,
+    torch_encoder: TextEncoder | None = None,
+) -> dict:
     """One row of the table for a gallery of ``n`` images."""
     folder = work / f"index-{n}"
     synthetic_index(GalleryIndex.load(real_index), n, folder)
@@ -121,6 +136,11 @@ def measure(real_index: Path, artifacts: Path, n: int, queries: list[str], basel
         "disk_per_image": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / n,
         **{step: percentiles(values) for step, values in steps.items()},
     }
+    if torch_encoder is not None:
+        onnx_encoder, searcher.text_encoder = searcher.text_encoder, torch_encoder
+        time_queries(searcher, queries[:2])
+        row["total_torch"] = percentiles(time_queries(searcher, queries[:baseline_queries])["total"])
+        searcher.text_encoder = onnx_encoder
     if searcher.index.features.size * 4 <= BASELINE_MAX_BYTES:
         row["baseline"] = percentiles(time_baseline(searcher, queries[:baseline_queries]))
     shutil.rmtree(folder)
@@ -131,11 +151,16 @@ def table(rows: list[dict]) -> Table:
     """The benchmark table: one row per gallery size."""
     out = Table(title="search latency per query (ms, p50 / p99)")
     for name in ("images", "load s", "RAM B/img", "disk B/img", "encode", "retrieve", "rerank", "total",
-                 "baseline: score all", "speed-up (p50)"):
+                 "before: PyTorch encoder", "speed-up (p50)", "baseline: score all", "speed-up (p50) "):
         out.add_column(name, justify="right")
     for row in rows:
         cells = [f"{row['n']:,}", f"{row['load_s']:.2f}", f"{row['ram_per_image']:,.0f}", f"{row['disk_per_image']:,.0f}"]
         cells += [f"{row[s][0]:.1f} / {row[s][1]:.1f}" for s in ("encode", "retrieve", "rerank", "total")]
+        if "total_torch" in row:
+            cells += [f"{row['total_torch'][0]:.1f} / {row['total_torch'][1]:.1f}",
+                      f"{row['total_torch'][0] / row['total'][0]:.2f}x"]
+        else:
+            cells += ["—", "—"]
         if "baseline" in row:
             cells += [f"{row['baseline'][0]:.0f} / {row['baseline'][1]:.0f}", f"{row['baseline'][0] / row['total'][0]:.0f}x"]
         else:
@@ -144,15 +169,26 @@ def table(rows: list[dict]) -> Table:
     return out
 
 
+def row_json(row: dict) -> dict:
+    """A table row as plain JSON: each timed step as ``{"p50_ms", "p99_ms"}``."""
+    return {
+        key: {"p50_ms": round(value[0], 3), "p99_ms": round(value[1], 3)} if isinstance(value, tuple) else value
+        for key, value in row.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=None, help="dataset folder (else $PICSEARCH_DATA)")
     parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="trained models")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--queries", type=int, default=200, help="timed queries per size")
-    parser.add_argument("--baseline-queries", type=int, default=10)
+    parser.add_argument("--baseline-queries", type=int, default=10, help="timed queries of each baseline")
+    parser.add_argument("--threads", type=int, default=1, help="compute threads (as `picsearch serve` runs)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
-    console = Console(width=170)
+    threads = set_threads(args.threads)
+    console = Console(width=200, stderr=args.json)
     dataset = load_dataset(resolve_data_dir(args.data))
     queries = dataset.test_queries["query_text"].tolist()
     queries = (queries * (args.queries // len(queries) + 1))[: args.queries]
@@ -160,14 +196,19 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         real_index = work / "real"
         build_index(dataset.test_images_dir, args.artifacts, real_index, progress=False)
+        torch_encoder = torch_twin(RelevanceBundle.load(args.artifacts).text_encoder)
         rows = []
         for n in args.sizes:
-            rows.append(measure(real_index, args.artifacts, n, queries, args.baseline_queries, work))
+            rows.append(measure(real_index, args.artifacts, n, queries, args.baseline_queries, work, torch_encoder))
             console.print(f"measured {n:,} images", style="dim")
+    if args.json:
+        print(json.dumps({"threads": threads, "queries": args.queries, "rows": [row_json(row) for row in rows]}, indent=1))
+        return
     console.print(table(rows))
     console.print(
-        "RAM: Python/numpy memory held after Searcher.open (tracemalloc); features stay memory-mapped on disk. "
-        "Baseline: relevance model on every image (no index), same queries, same run."
+        f"{threads} compute thread(s). RAM: Python/numpy memory held after Searcher.open (tracemalloc); features stay "
+        "memory-mapped on disk. Before: the same searches with the text encoder on PyTorch; baseline: relevance "
+        "model on every image (no index); same queries, same run."
     )
 
 

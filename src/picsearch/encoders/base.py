@@ -8,6 +8,10 @@ import numpy as np
 from PIL import Image
 
 
+# How an offline encoder runs its network: ONNX Runtime on a graph exported once, or PyTorch (same vectors).
+BACKENDS = ("onnx", "torch")
+
+
 class EncoderUnavailableError(RuntimeError):
     """An encoder's weights cannot be loaded here (e.g. a hub model offline with no local copy)."""
 

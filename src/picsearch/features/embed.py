@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from picsearch.config import default_cache_dir
@@ -30,6 +29,7 @@ from picsearch.encoders import (
     get_text_encoder,
 )
 from picsearch.features.cache import EmbeddingStore, file_digest, text_digest
+from picsearch.runtime import available_cpus
 
 TEXT_BATCH = 256
 PREFETCH_BATCHES = 4
@@ -48,19 +48,6 @@ class ImageEmbeddings:
     reused: int
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def configure_threads() -> int:
-    """Give torch one thread per available CPU (its default may count CPUs the container hides)."""
-    threads = available_cpus()
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return threads
-
-
 def embed_images(
     paths: Sequence[str | os.PathLike],
     encoder: ImageEncoder,
@@ -76,7 +63,6 @@ def embed_images(
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    configure_threads()
     paths = [Path(path) for path in paths]
     store = EmbeddingStore(cache_dir, encoder.id, encoder.dim)
     with ThreadPoolExecutor(max_workers=workers or min(4, available_cpus())) as pool:
@@ -193,7 +179,6 @@ def embed_texts(
     texts: Sequence[str], encoder: TextEncoder, cache_dir: str | os.PathLike, progress: bool = True
 ) -> np.ndarray:
     """Vectors (len(texts), dim) of ``texts`` by ``encoder``, computing only what ``cache_dir`` lacks."""
-    configure_threads()
     store = EmbeddingStore(cache_dir, encoder.id, encoder.dim)
     keys = [text_digest(text) for text in texts]
     by_key = dict(zip(keys, texts))

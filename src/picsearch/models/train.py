@@ -157,6 +157,5 @@ def fit_from_dataset(
         if layout.probs is not None
         else None
     )
-    torch.set_num_threads(1)  # after embedding: these models are small, one thread beats two on a shared 2-core box
     encoders = Encoders(image_encoder, feats.image_encoder_id, text_encoder, feats.text_encoder_id, layout, class_texts)
     return train_models(dataset, feats, encoders, config)

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from picsearch.encoders import TextEncoder, get_text_encoder
+from picsearch.encoders.memo import CachedTextEncoder
 from picsearch.index import GalleryIndex, NumpyStore, VectorStore, model_fingerprint, read_manifest
 from picsearch.index.review import Moderation, ReviewLog
 from picsearch.models import RelevanceBundle
@@ -125,12 +126,14 @@ class Searcher:
 
     @classmethod
     def open(
-        cls, index_dir: str | Path, model_dir: str | Path | None = None, candidates: int | None = None
+        cls, index_dir: str | Path, model_dir: str | Path | None = None, candidates: int | None = None,
+        query_cache: int = 0,
     ) -> "Searcher":
         """Open the index at ``index_dir`` with the models it was built with (or ``model_dir``).
 
         ``candidates`` defaults to the number the training run's retrieval CV reranked
-        (``metrics.json``), else :data:`CANDIDATES`.
+        (``metrics.json``), else :data:`CANDIDATES`. ``query_cache`` > 0 remembers the vectors of that many
+        recent queries (:class:`~picsearch.encoders.memo.CachedTextEncoder`).
         """
         index_dir = Path(index_dir)
         manifest = read_manifest(index_dir)
@@ -143,8 +146,10 @@ class Searcher:
             )
         bundle = RelevanceBundle.load(model_dir)
         candidates = candidates or validated_candidates(model_dir)
-        index, text_encoder = GalleryIndex.load(index_dir), get_text_encoder(bundle.text_encoder)
-        return cls(index, bundle, text_encoder, candidates, ReviewLog.of_index(index_dir))
+        index = GalleryIndex.load(index_dir)
+        encoder = get_text_encoder(bundle.text_encoder)
+        encoder = CachedTextEncoder(encoder, query_cache) if query_cache else encoder
+        return cls(index, bundle, encoder, candidates, ReviewLog.of_index(index_dir))
 
     def __len__(self) -> int:
         """Number of images a query can return (indexed images minus hidden ones)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
 
 from picsearch.interfaces.cli import data, embed, policy, review, search, serve, train
@@ -15,6 +17,26 @@ app = typer.Typer(
 )
 report_app = typer.Typer(help="Write reports (Markdown + PNG plots).", no_args_is_help=True)
 app.add_typer(report_app, name="report")
+
+# train's models are small: one thread beats two on a shared 2-core box. serve sets its own (`serve --threads`).
+ONE_THREAD = {"train"}
+OWN_THREADS = {"serve"}
+
+
+@app.callback()
+def compute_threads(
+    ctx: typer.Context,
+    threads: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Compute threads (torch, BLAS, ONNX Runtime); default one per CPU, 1 for train."),
+    ] = None,
+) -> None:
+    """Set the compute threads once, here, before any command runs a model."""
+    from picsearch.runtime import set_threads
+
+    if ctx.invoked_subcommand not in OWN_THREADS:
+        set_threads(threads or (1 if ctx.invoked_subcommand in ONE_THREAD else None))
+
 
 for module in (data, policy, embed, train, search, serve, review):
     module.register(app, report_app)

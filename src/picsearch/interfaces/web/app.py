@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Protocol, Sequence
+from typing import Annotated, Any, AsyncIterator, Protocol, Sequence
 from urllib.parse import quote
 
 import jinja2
@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from picsearch import __version__
 from picsearch.data.images import ImageReadError
+from picsearch.interfaces.web.batcher import Overloaded, SearchBatcher
 from picsearch.interfaces.web.head import HeadAsGet
 from picsearch.interfaces.web.schemas import (
     DEFAULT_K,
@@ -51,6 +52,8 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+RETRY_AFTER_S = 1
+OVERLOADED = {503: {"model": ErrorResponse, "description": "Too many searches waiting; retry after `Retry-After` s."}}
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "No indexed image has this id."}}
 # Field names as the page's controls call them.
 PAGE_LABELS = {"q": "", "k": "Photos to show", "min_score": "Minimum match"}
@@ -67,6 +70,8 @@ class SearcherLike(Protocol):
 
     def search(self, query: str, k: int = ..., min_score: float = ...) -> Any: ...
 
+    def search_many(self, queries: Sequence[str], k: int = ..., min_score: float = ...) -> list[Any]: ...
+
     def path_of(self, image_id: str) -> Path: ...
 
     def __len__(self) -> int: ...
@@ -79,13 +84,21 @@ class WebState:
     searcher: SearcherLike
     thumbs: ThumbnailCache
     templates: Jinja2Templates
-    # Searches run one at a time: text encoders (tokenizers, torch modules) are not
-    # guaranteed thread-safe, and a search takes milliseconds.
-    lock: threading.Lock
+    # Concurrent searches are micro-batched onto one worker thread: text encoders are not guaranteed
+    # thread-safe, and the event loop stays free for health checks and files.
+    batcher: SearchBatcher
 
 
-def create_app(searcher: SearcherLike, thumbs_dir: Path) -> FastAPI:
-    """Build the app over ``searcher``; thumbnails are cached in ``thumbs_dir``."""
+def create_app(searcher: SearcherLike, thumbs_dir: Path, batcher: SearchBatcher | None = None) -> FastAPI:
+    """Build the app over ``searcher``; thumbnails are cached in ``thumbs_dir``; searches go through ``batcher``
+    (default: a :class:`SearchBatcher` over ``searcher`` with its default limits)."""
+    batcher = batcher or SearchBatcher(searcher)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
     # FastAPIOffline serves Swagger UI's and ReDoc's assets from its package: FastAPI's /docs loads them from a
     # CDN, and is a blank page on a machine without internet.
     app = FastAPIOffline(
@@ -96,11 +109,12 @@ def create_app(searcher: SearcherLike, thumbs_dir: Path) -> FastAPI:
             "disclaimer instead of pictures, and pictures of children are never returned."
         ),
         version=__version__,
+        lifespan=lifespan,
     )
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
     )
-    app.state.web = WebState(searcher, ThumbnailCache(thumbs_dir), Jinja2Templates(env=environment), threading.Lock())
+    app.state.web = WebState(searcher, ThumbnailCache(thumbs_dir), Jinja2Templates(env=environment), batcher)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(router)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -111,7 +125,7 @@ def create_app(searcher: SearcherLike, thumbs_dir: Path) -> FastAPI:
 router = APIRouter()
 
 
-def _state(request: Request) -> WebState:
+async def _state(request: Request) -> WebState:  # async: resolved on the event loop, not in the thread pool
     return request.app.state.web
 
 
@@ -119,7 +133,7 @@ State = Annotated[WebState, Depends(_state)]
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def page(request: Request, state: State) -> Response:
+async def page(request: Request, state: State) -> Response:
     """The search page; works as a plain form GET, `static/app.js` makes it live."""
     raw = request.query_params
     context: dict[str, Any] = {
@@ -141,22 +155,25 @@ def page(request: Request, state: State) -> Response:
         except ValidationError as exc:
             context["error"], status = describe(exc, PAGE_LABELS), 422
         else:
-            context.update(answer=_search(state, params), k=str(params.k), min_score=f"{params.min_score:g}")
+            context.update(answer=await _search(state, params), k=str(params.k), min_score=f"{params.min_score:g}")
     return state.templates.TemplateResponse(request, "index.html", context, status_code=status, headers=PAGE_HEADERS)
 
 
 @router.get(
     "/api/search",
     response_model=SearchResponse,
-    responses={422: {"model": ErrorResponse, "description": "Empty or too long query, or k / min_score out of range."}},
+    responses={
+        422: {"model": ErrorResponse, "description": "Empty or too long query, or k / min_score out of range."},
+        **OVERLOADED,
+    },
     summary="Search the gallery",
 )
-def api_search(params: Annotated[SearchParams, Query()], state: State) -> SearchResponse:
+async def api_search(params: Annotated[SearchParams, Query()], state: State) -> SearchResponse:
     """Best images for the query, best first, each with its score in [0, 1].
 
     A blocked query (about children) returns `blocked: true`, the disclaimer and no results.
     """
-    return _search(state, params)
+    return await _search(state, params)
 
 
 @router.get("/images/{image_id}", response_class=FileResponse, responses=NOT_FOUND, summary="A full image, by id")
@@ -180,14 +197,16 @@ def thumbnail(image_id: str, request: Request, state: State) -> Response:
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")
-def healthz(state: State) -> Health:
-    """`ok` and the number of indexed images."""
+async def healthz(state: State) -> Health:
+    """`ok` and the number of indexed images; answered on the event loop, whatever the search load."""
     return Health(images=len(state.searcher))
 
 
-def _search(state: WebState, params: SearchParams) -> SearchResponse:
-    with state.lock:
-        result = state.searcher.search(params.q, k=params.k, min_score=params.min_score)
+async def _search(state: WebState, params: SearchParams) -> SearchResponse:
+    try:
+        result = await state.batcher.search(params.q, params.k, params.min_score)
+    except Overloaded as exc:
+        raise HTTPException(503, f"busy: {exc}; retry later", headers={"Retry-After": str(RETRY_AFTER_S)}) from exc
     # A blocked answer never carries pictures, whatever the searcher returned.
     hits: Sequence[Any] = [] if result.blocked else result.hits
     return SearchResponse(

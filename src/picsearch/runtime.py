@@ -1,0 +1,42 @@
+"""Compute threads: set once by an entry point (a CLI command, the server, a benchmark), read by the libraries.
+
+Library code never changes thread counts itself; it asks :func:`compute_threads` when it builds a session
+(ONNX Runtime) and otherwise relies on what the entry point gave torch and the BLAS / OpenMP pools."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_threads: int | None = None
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (the container may hide some that ``os.cpu_count`` reports)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Give torch, numpy's BLAS / OpenMP and later ONNX Runtime sessions ``threads`` threads (default: one per
+    available CPU); returns the number. Call it from an entry point, before any model runs.
+
+    Libraries not imported yet read the environment variables when they load (so a command that never runs a
+    model does not pay for importing torch); those already loaded are told directly."""
+    global _threads
+    _threads = threads or available_cpus()
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(_threads)
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if torch.get_num_threads() != _threads:
+            torch.set_num_threads(_threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(_threads)
+    return _threads
+
+
+def compute_threads() -> int:
+    """The intra-op threads a model session should use: what the entry point set, else one per available CPU."""
+    return _threads or available_cpus()

@@ -1,0 +1,123 @@
+"""Sentence encoders exported to ONNX: agreement with PyTorch, and the export cache on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hub_models import build_bert
+from picsearch.encoders import onnx_export
+from picsearch.encoders.onnx_export import OnnxSentenceModel, cached_onnx, sentence_layout
+from picsearch.encoders.sentence import SentenceEncoder
+
+TEXTS = ["a dog on a sofa", "cats", "a cat on a sofa on a dog", "dogs", "a"]
+
+
+def _sentence_folder(folder: Path, seed: int = 2) -> Path:
+    """A tiny BERT saved as a sentence-transformers model: transformer, mean pooling, normalization."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
+
+    bert = build_bert(folder / "bert")
+    if seed != 2:  # other weights, same architecture
+        torch.manual_seed(seed)
+        import transformers
+
+        transformers.BertModel(transformers.BertConfig.from_pretrained(bert)).save_pretrained(bert)
+    modules = [models.Transformer(str(bert), max_seq_length=16), models.Pooling(16, "mean"), models.Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder / "st"))
+    return folder / "st"
+
+
+class TinyEncoder(SentenceEncoder):
+    id, dim, name = "tiny-v1", 16, "tiny"
+
+    def __init__(self, folder: Path, backend: str) -> None:
+        super().__init__(batch_size=2, backend=backend)
+        self.folder = folder
+
+    def model_path(self) -> Path:
+        return self.folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _sentence_folder(tmp_path_factory.mktemp("tiny"))
+
+
+def test_onnx_vectors_agree_with_pytorch_in_input_order(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PICSEARCH_MODELS", str(tmp_path))
+    reference = TinyEncoder(tiny, "torch").encode(TEXTS)
+    vectors = TinyEncoder(tiny, "onnx").encode(TEXTS)  # batches of 2, sorted by length inside
+    assert vectors.shape == (5, 16) and vectors.dtype == np.float32
+    assert np.min(np.sum(reference * vectors, axis=1)) >= 0.999
+    assert len(list((tmp_path / "onnx").glob("tiny-*.onnx"))) == 1
+
+
+def test_the_export_is_reused_and_redone_when_the_weights_or_exporter_change(tmp_path: Path, monkeypatch) -> None:
+    folder = _sentence_folder(tmp_path / "a")
+    calls: list[Path] = []
+    export = onnx_export.export_sentence_model
+    monkeypatch.setattr(onnx_export, "export_sentence_model", lambda src, dst: calls.append(src) or export(src, dst))
+    first = cached_onnx(folder, "tiny", cache=tmp_path / "cache")
+    assert cached_onnx(folder, "tiny", cache=tmp_path / "cache") == first and len(calls) == 1
+    other = cached_onnx(_sentence_folder(tmp_path / "b", seed=3), "tiny", cache=tmp_path / "cache")
+    assert other != first
+    monkeypatch.setattr(onnx_export, "EXPORT_VERSION", onnx_export.EXPORT_VERSION + 1)
+    assert cached_onnx(folder, "tiny", cache=tmp_path / "cache") not in (first, other)
+    assert len(calls) == 3
+
+
+def test_an_interrupted_export_leaves_no_file(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    def crash(model, args, path, **kwargs) -> None:
+        Path(path).write_bytes(b"half a graph")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.onnx, "export", crash)
+    with pytest.raises(KeyboardInterrupt):
+        cached_onnx(tiny, "tiny", cache=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # two fresh interpreters import torch: about a minute on a busy 2-core box
+def test_concurrent_exporters_both_end_with_one_complete_file(tiny: Path, tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from picsearch.encoders.onnx_export import cached_onnx; "
+        "print(cached_onnx(Path(sys.argv[1]), 'tiny', cache=Path(sys.argv[2])))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    runs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tiny), str(tmp_path)], stdout=subprocess.PIPE, env=env)
+        for _ in range(2)
+    ]
+    paths = {run.communicate(timeout=300)[0].decode().strip() for run in runs}
+    assert all(run.returncode == 0 for run in runs) and len(paths) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [Path(paths.pop()).name]  # no temporary file left
+    reference = TinyEncoder(tiny, "torch").encode(TEXTS)
+    vectors = OnnxSentenceModel(tiny, next(tmp_path.iterdir())).encode(TEXTS)
+    assert np.min(np.sum(reference * vectors, axis=1)) >= 0.999
+
+
+def test_only_mean_pooling_is_exported(tiny: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "cls"
+    folder.mkdir()
+    (folder / "modules.json").write_text((tiny / "modules.json").read_text())
+    for module in json.loads((tiny / "modules.json").read_text()):
+        if "Pooling" in module["type"]:
+            (folder / module["path"]).mkdir(parents=True)
+            config = {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}
+            (folder / module["path"] / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="only mean pooling"):
+        sentence_layout(folder)
+
+
+def test_an_unknown_backend_is_refused(tiny: Path) -> None:
+    with pytest.raises(ValueError, match="unknown text encoder backend 'tf'"):
+        TinyEncoder(tiny, "tf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -312,6 +313,16 @@ def test_child_images_from_own_and_crowd_confirmed_captions() -> None:
     assert child_images(_tiny_dataset()) == {"a.jpg", "b.jpg", "t.jpg"}
 
 
+def test_child_images_from_expert_confirmed_captions() -> None:
+    """c.jpg was paired with the girl caption a.jpg#0; experts confirming it (mean >= 3) make c.jpg a child image,
+    a mean just under 3 does not."""
+    base = _tiny_dataset()
+    for scores, expected in (((3, 4, 3), {"a.jpg", "b.jpg", "c.jpg", "t.jpg"}), ((2, 3, 3), {"a.jpg", "b.jpg", "t.jpg"})):
+        expert = base.expert.copy()
+        expert.loc[2, ["first_exp", "second_exp", "third_exp"]] = scores
+        assert child_images(replace(base, expert=expert)) == expected
+
+
 def test_training_filter_masks_and_counts() -> None:
     result = training_filter(_tiny_dataset())
     assert result.blocked_queries == {"a.jpg#0", "t.jpg#0"}
@@ -346,6 +357,9 @@ def test_filter_on_real_data(real_data: Path) -> None:
     # woman signalling to traffic, and only 1 of 3 confirms "a young girl wearing blue smiles .".
     assert {"2718495608_d8533e3ac5.jpg", "1262583859_653f1469a9.jpg"} <= result.child_images
     assert "1056338697_4f7d7ce270.jpg" not in result.child_images
+    # Own caption "A conference is being held that involves laptops and big screen presentations ."; the experts
+    # (mean 3.33) confirm "Children sit in front of a computer while their teacher instructs them ."; no crowd vote.
+    assert "3044746136_8b89da5f40.jpg" in result.child_images
     assert all(is_blocked(texts[q]) for q in result.blocked_queries)
     kept = dataset.expert[result.expert_keep]
     assert not kept["image"].isin(result.child_images).any()

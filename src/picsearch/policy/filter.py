@@ -7,7 +7,12 @@ Two rules, applied to the expert and crowd tables (one row = one image/caption p
   text cannot be judged by this rule);
 - **image rule**: the pair's image is a *child image*. An image is a child image when
   (a) any caption written for it is blocked (a caption's ``query_id`` prefix names the image it was
-  written for), or (b) the crowd confirmed a blocked caption for it (``true_frac`` > 0.5).
+  written for), (b) the crowd confirmed a blocked caption for it (``true_frac`` > 0.5), or (c) the experts
+  confirmed one (mean of the three scores >= 3, "describes the image with minor errors" or better).
+
+Disagreements are kept on the safe side: an image whose confirmed captions mostly call its people adults
+("man", "woman") but one says "boy" or "girl" is still a child image. The captions of unseen photos carry the
+same noise, and the detector's recall is measured against them.
 
 :class:`FilterResult` keeps boolean keep-masks aligned with the tables' rows, and counts how many pairs
 each rule removes (text only, image only, both) and how many images lose all their pairs.
@@ -20,11 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from picsearch.data.tables import Dataset, caption_image
+from picsearch.data.tables import EXPERT_SCORES, Dataset, caption_image
 from picsearch.policy import is_blocked
 
 CROWD_CONFIRMED = 0.5
 """A crowd pair with ``true_frac`` above this says the caption describes the image."""
+EXPERT_CONFIRMED = 3.0
+"""An expert pair whose mean score is at least this says the caption describes the image."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +85,15 @@ def blocked_queries(dataset: Dataset) -> set[str]:
 
 def _child_images(dataset: Dataset, blocked: set[str]) -> set[str]:
     own = {caption_image(qid) for qid in blocked}
-    crowd = dataset.crowd
-    confirmed = crowd["query_id"].isin(blocked) & (crowd["true_frac"] > CROWD_CONFIRMED)
-    return own | set(crowd.loc[confirmed, "image"])
+    crowd, expert = dataset.crowd, dataset.expert
+    by_crowd = crowd["query_id"].isin(blocked) & (crowd["true_frac"] > CROWD_CONFIRMED)
+    by_experts = expert["query_id"].isin(blocked) & (expert[EXPERT_SCORES].mean(axis=1) >= EXPERT_CONFIRMED)
+    return own | set(crowd.loc[by_crowd, "image"]) | set(expert.loc[by_experts, "image"])
 
 
 def child_images(dataset: Dataset) -> set[str]:
-    """Images shown to contain children: a blocked own caption, or a crowd-confirmed blocked caption."""
+    """Images shown to contain children: a blocked own caption, or a blocked caption the crowd or the experts
+    confirmed for the image."""
     return _child_images(dataset, blocked_queries(dataset))
 
 

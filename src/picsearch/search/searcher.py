@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from picsearch.encoders import TextEncoder, get_text_encoder
+from picsearch.encoders import TextEncoder
 from picsearch.index import GalleryIndex, NumpyStore, VectorStore, model_fingerprint, read_manifest
 from picsearch.models import RelevanceBundle
 from picsearch.models.artifacts import METRICS
@@ -122,7 +122,7 @@ class Searcher:
             )
         bundle = RelevanceBundle.load(model_dir)
         candidates = candidates or validated_candidates(model_dir)
-        return cls(GalleryIndex.load(index_dir), bundle, get_text_encoder(bundle.text_encoder), candidates)
+        return cls(GalleryIndex.load(index_dir), bundle, bundle.query_encoder(), candidates)
 
     def __len__(self) -> int:
         """Number of images a query can return (indexed images minus child-flagged ones)."""

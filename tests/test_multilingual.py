@@ -147,3 +147,24 @@ def test_bundle_keeps_the_map_in_safetensors_and_builds_the_query_encoder(bundle
     queries = RelevanceBundle.load(folder).query_encoder()
     assert isinstance(queries, MappedTextEncoder) and queries.id == "en-v1"
     np.testing.assert_array_equal(queries.encode(["собака", "a dog"]), encoder.encode(["собака", "a dog"]))
+
+
+def test_train_text_map_learns_on_training_captions_only(tmp_path, monkeypatch) -> None:
+    from picsearch.data import load_dataset
+    from picsearch.features import DatasetFeatures
+    from picsearch.models.multilingual import train_text_map
+    from tiny_dataset import write_tiny_dataset
+
+    dataset = load_dataset(write_tiny_dataset(tmp_path / "data", extra=12))
+    english, multilingual = TableEncoder("en-v1", TARGET_DIM, 1), TableEncoder("multi-v1", SOURCE_DIM, 2)
+    monkeypatch.setitem(TEXT_ENCODERS, "multi", lambda source: multilingual)
+    texts = dataset.query_texts()
+    feats = DatasetFeatures(
+        image_encoder_id="img-v1", text_encoder_id="en-v1", fields={}, image_vectors=np.zeros((0, 1), np.float32),
+        image_row={}, text_vectors=english.encode(list(texts.values())), text_row={q: i for i, q in enumerate(texts)},
+    )
+    text_map, metrics = train_text_map(dataset, feats, "multi", tmp_path / "cache")
+    embedded = {text for call in multilingual.calls for text in call}
+    assert embedded == set(dataset.train["query_text"]) and not embedded & set(dataset.test_queries["query_text"])
+    assert metrics["texts"] == dataset.train["query_id"].nunique() and text_map.alpha == metrics["alpha"]
+    assert (text_map.source, text_map.source_id, text_map.target_id) == ("multi", "multi-v1", "en-v1")

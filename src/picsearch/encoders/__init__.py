@@ -16,6 +16,8 @@ from picsearch.encoders.base import EncoderUnavailableError, ImageEncoder, TextE
 
 DEFAULT_IMAGE_ENCODER = "effnet-lite0+lite2"
 DEFAULT_TEXT_ENCODER = "mpnet"
+DEFAULT_MULTILINGUAL_ENCODER = "e5-small"
+"""Queries the text encoder cannot read (other scripts) go through this one, mapped into its space."""
 
 
 def _no_source(kind: str, source: str | None) -> None:
@@ -116,6 +118,7 @@ def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
 
 __all__ = [
     "DEFAULT_IMAGE_ENCODER",
+    "DEFAULT_MULTILINGUAL_ENCODER",
     "DEFAULT_TEXT_ENCODER",
     "IMAGE_ENCODERS",
     "TEXT_ENCODERS",

@@ -9,6 +9,7 @@ on the captions, folds by image), :class:`MappedTextEncoder` the text encoder se
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -16,13 +17,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from picsearch.data.tables import Dataset, caption_image
-from picsearch.encoders import TextEncoder
+from picsearch.encoders import TextEncoder, get_text_encoder
+from picsearch.features import DatasetFeatures, embed_texts
 from picsearch.models.export import Exported
 from picsearch.models.linear import fit_ridge
 from picsearch.models.vectors import l2_normalize
 from picsearch.models.splits import grouped_folds
 
-DEFAULT_MULTILINGUAL_ENCODER = "e5-small"
 ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 
 
@@ -86,8 +87,9 @@ def map_cosines(
 
 @dataclass(frozen=True)
 class MapTexts:
-    """The English texts a map is learned on, with the image each was written for (the CV groups)."""
+    """The English texts a map is learned on: query ids, texts, and the image each was written for (CV groups)."""
 
+    query_ids: list[str]
     texts: list[str]
     groups: list[str]
 
@@ -98,7 +100,7 @@ def training_captions(dataset: Dataset, images: set[str] | None = None) -> MapTe
     authors = captions["query_id"].map(caption_image)
     if images is not None:
         captions, authors = captions[authors.isin(images)], authors[authors.isin(images)]
-    return MapTexts(captions["query_text"].tolist(), authors.tolist())
+    return MapTexts(captions["query_id"].tolist(), captions["query_text"].tolist(), authors.tolist())
 
 
 def fit_text_map(
@@ -114,6 +116,19 @@ def fit_text_map(
         "alpha": alpha, "cv_cosine": {str(a): c for a, c in cosines.items()},
     }
     return text_map, metrics
+
+
+def train_text_map(
+    dataset: Dataset, feats: DatasetFeatures, encoder_name: str, cache_dir: str | os.PathLike
+) -> tuple[TextMap, dict[str, Any]]:
+    """The map from ``encoder_name`` into the space of ``feats``' text vectors, on every training caption
+    (embedded through the cache); alpha by grouped CV, folds by the image a caption was written for."""
+    encoder = get_text_encoder(encoder_name)
+    captions = training_captions(dataset)
+    source = embed_texts(captions.texts, encoder, cache_dir, progress=False)
+    return fit_text_map(
+        source, feats.texts(captions.query_ids), captions.groups, encoder_name, encoder.id, feats.text_encoder_id
+    )
 
 
 class MappedTextEncoder:

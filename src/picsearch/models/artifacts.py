@@ -13,10 +13,12 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
+from picsearch.encoders import TextEncoder, get_text_encoder
 from picsearch.models.export import Exported, nest, unnest
 from picsearch.models.child import ChildDetector
 from picsearch.models.relevance import RelevanceModel, restore_model
 from picsearch.models.matching import JointSpace, restore_matcher
+from picsearch.models.multilingual import MappedTextEncoder, TextMap
 from picsearch.storage import file_sha256, load_json, save_json, write_bytes
 
 FORMAT = 3
@@ -87,6 +89,14 @@ def _load_exported(folder: Path, entry: dict[str, Any], hashes: dict[str, str]) 
     return Exported(entry["params"], arrays, texts)
 
 
+def _text_map(folder: Path, manifest: dict[str, Any], hashes: dict[str, str]) -> TextMap | None:
+    """The bundle's multilingual text map, if it has one (checked like every other part)."""
+    if "text_map" not in manifest:
+        return None
+    part = _load_exported(folder, manifest["text_map"], hashes)
+    return _restored(folder, manifest["text_map"], lambda: TextMap.restore(part))
+
+
 def _restored(folder: Path, entry: dict[str, Any], restore: Callable[[], T]) -> T:
     """``restore()``, with any failure turned into an :class:`ArtifactError` naming the entry's files."""
     try:
@@ -111,6 +121,8 @@ class RelevanceBundle:
     text_encoder: str
     text_encoder_id: str
     selected: str
+    text_map: TextMap | None = None
+    """Map from a multilingual encoder into the text encoder's space, for queries it cannot read (optional)."""
 
     def check_encoders(self, image_encoder_id: str, text_encoder_id: str) -> None:
         """Raise :class:`EncoderMismatchError` unless both ids are the ones the bundle was trained with."""
@@ -121,6 +133,14 @@ class RelevanceBundle:
                 f"but the features come from {image_encoder_id!r} and {text_encoder_id!r}; "
                 f"re-embed with --image-encoder {self.image_encoder} --text-encoder {self.text_encoder} or retrain"
             )
+
+    def query_encoder(self) -> TextEncoder:
+        """The encoder queries go through: the trained text encoder, behind :class:`MappedTextEncoder` when the
+        bundle has a text map (the multilingual encoder loads at the first query that needs it)."""
+        english = get_text_encoder(self.text_encoder)
+        if self.text_map is None:
+            return english
+        return MappedTextEncoder(english, get_text_encoder(self.text_map.source), self.text_map)
 
     def joint_image(self, image_feats: np.ndarray) -> np.ndarray:
         """(n, d) float32, L2-normalized image vectors of the retrieval space."""
@@ -168,6 +188,8 @@ class RelevanceBundle:
             "child": _save_exported(folder, "child", self.child.export(), hashes),
             "sha256": hashes,
         }
+        if self.text_map is not None:
+            manifest["text_map"] = _save_exported(folder, "text_map", self.text_map.export(), hashes)
         save_json(folder / MANIFEST, manifest)
         return folder
 
@@ -195,6 +217,7 @@ class RelevanceBundle:
             text_encoder=manifest["text_encoder"],
             text_encoder_id=manifest["text_encoder_id"],
             selected=manifest["selected"],
+            text_map=_text_map(folder, manifest, hashes),
         )
 
 

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from picsearch.data.tables import Dataset
+from picsearch.encoders import DEFAULT_MULTILINGUAL_ENCODER
 from picsearch.features import DatasetFeatures, dataset_features, embed_texts
 from picsearch.models.artifacts import METRICS, MODEL_CARD, RelevanceBundle
 from picsearch.models.card import card_markdown, model_card
@@ -30,6 +31,7 @@ from picsearch.models.retrieval_cv import (
 from picsearch.models.selection import (
     TRAINING_DATA_OPTIONS, Encoders, TrainingData, candidate_models, joint_options, lowest_rmse, matcher_factories,
 )
+from picsearch.models.multilingual import train_text_map
 from picsearch.models.splits import grouped_folds, grouped_holdout
 from picsearch.models.trainset import TrainingSet, build_training_set
 from picsearch.storage import save_json, write_bytes
@@ -45,6 +47,8 @@ class TrainConfig:
     cross-validated on every one, and refitted on the one with the lowest CV RMSE."""
     models: tuple[str, ...] | None = None
     """Restrict the comparison to these candidate names (default: all)."""
+    multilingual: str | None = DEFAULT_MULTILINGUAL_ENCODER
+    """Text encoder for queries the trained one cannot read, mapped into its space (None: English only)."""
 
 
 @dataclass
@@ -158,4 +162,9 @@ def fit_from_dataset(
         else None
     )
     encoders = Encoders(image_encoder, feats.image_encoder_id, text_encoder, feats.text_encoder_id, layout, class_texts)
-    return train_models(dataset, feats, encoders, config)
+    result = train_models(dataset, feats, encoders, config)
+    if config.multilingual and config.multilingual != text_encoder:
+        result.bundle.text_map, result.metrics["text_map"] = train_text_map(
+            dataset, feats, config.multilingual, cache_dir
+        )
+    return result

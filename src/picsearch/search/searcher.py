@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from picsearch.encoders import TextEncoder, get_text_encoder
+from picsearch.encoders import TextEncoder
 from picsearch.encoders.memo import CachedTextEncoder
 from picsearch.index import GalleryIndex, NumpyStore, VectorStore, model_fingerprint, read_manifest
 from picsearch.index.review import Moderation, ReviewLog
@@ -147,7 +147,7 @@ class Searcher:
         bundle = RelevanceBundle.load(model_dir)
         candidates = candidates or validated_candidates(model_dir)
         index = GalleryIndex.load(index_dir)
-        encoder = get_text_encoder(bundle.text_encoder)
+        encoder = bundle.query_encoder()
         encoder = CachedTextEncoder(encoder, query_cache) if query_cache else encoder
         return cls(index, bundle, encoder, candidates, ReviewLog.of_index(index_dir))
 

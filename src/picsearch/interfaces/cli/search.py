@@ -80,10 +80,16 @@ def search_command(
 
 
 def read_queries(path: Path) -> list[str]:
-    """Non-blank lines of ``path``."""
+    """Non-blank lines of ``path``, UTF-8 (a byte-order mark is dropped)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: query file not found")
-    queries = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from exc
+    queries = [line.strip() for line in text.splitlines() if line.strip()]
     if not queries:
         raise ValueError(f"{path}: no queries (file is empty)")
     return queries
@@ -121,7 +127,7 @@ def evaluate_command(
         table = load_test_queries(queries)
         report = evaluate(Searcher.open(index, model, candidates), table)
     if as_json:
-        print(json.dumps(report, indent=1))
+        print(json.dumps(report, indent=1, ensure_ascii=False))
         return
     console.print(evaluation_table(report))
     say(f"ranking: {report['ranking']}")

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from picsearch.config import DEFAULT_ARTIFACTS, default_cache_dir
-from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_MULTILINGUAL_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.interfaces.cli.common import DataOption, console, data_dir, say, user_errors
 
 ArtifactsOption = Annotated[Path, typer.Option("--out", help="Artifacts folder to write.")]
@@ -22,6 +22,9 @@ def train(
     text_encoder: Annotated[str, typer.Option(help="Text encoder registry name.")] = DEFAULT_TEXT_ENCODER,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Embedding cache (default: OUT/cache).")] = None,
     folds: Annotated[int, typer.Option(help="Grouped CV folds.")] = 5,
+    multilingual: Annotated[
+        str, typer.Option(help="Encoder for queries in other scripts (Russian...), mapped into the text space; 'none': off.")
+    ] = DEFAULT_MULTILINGUAL_ENCODER,
 ) -> None:
     """Train and compare every relevance model on image-disjoint folds, select by CV, refit, save."""
     from picsearch.data import load_dataset
@@ -32,7 +35,7 @@ def train(
     with user_errors(EncoderUnavailableError):
         dataset = load_dataset(root)
         result = fit_from_dataset(
-            dataset, image_encoder, text_encoder, cache or default_cache_dir(out), TrainConfig(folds=folds)
+            dataset, image_encoder, text_encoder, cache or default_cache_dir(out), TrainConfig(folds=folds, multilingual=None if multilingual == "none" else multilingual)
         )
         save_training(out, dataset, result)
     _print_models(result.metrics)

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Protocol, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -39,6 +39,7 @@ from picsearch.interfaces.web.schemas import (
     SearchResponse,
     describe,
 )
+from picsearch.interfaces.web.i18n import LANGUAGES, catalogue, choose_language
 from picsearch.interfaces.web.thumbs import ThumbnailCache
 
 HERE = Path(__file__).parent
@@ -55,14 +56,8 @@ PAGE_HEADERS = {
 RETRY_AFTER_S = 1
 OVERLOADED = {503: {"model": ErrorResponse, "description": "Too many searches waiting; retry after `Retry-After` s."}}
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "No indexed image has this id."}}
-# Field names as the page's controls call them.
-PAGE_LABELS = {"q": "", "k": "Photos to show", "min_score": "Minimum match"}
-EXAMPLE_QUERIES = (
-    "a dog runs through the water",
-    "people climbing a rock wall",
-    "a man rides a bicycle down a dirt path",
-    "a crowd on a city street",
-)
+# Messages app.js needs to draw answers in the page's language.
+SCRIPT_MESSAGES = ("photo_one", "photo_other", "result_alt", "error_unreachable", "error_status")
 
 
 class SearcherLike(Protocol):
@@ -132,10 +127,19 @@ async def _state(request: Request) -> WebState:  # async: resolved on the event 
 State = Annotated[WebState, Depends(_state)]
 
 
+def _language(request: Request, lang: str | None = None) -> str:
+    """The page's language: ``?lang=`` (the switch on the page), else ``Accept-Language``, else English."""
+    return choose_language(request.headers.get("accept-language"), lang)
+
+
+Language = Annotated[str, Depends(_language)]
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def page(request: Request, state: State) -> Response:
+async def page(request: Request, state: State, language: Language) -> Response:
     """The search page; works as a plain form GET, `static/app.js` makes it live."""
     raw = request.query_params
+    messages = catalogue(language)
     context: dict[str, Any] = {
         "query": raw.get("q", ""),
         "k": raw.get("k", str(DEFAULT_K)),
@@ -143,7 +147,12 @@ async def page(request: Request, state: State) -> Response:
         "max_k": MAX_K,
         "max_query_chars": MAX_QUERY_CHARS,
         "gallery_size": len(state.searcher),
-        "examples": EXAMPLE_QUERIES,
+        "lang": language,
+        "lang_chosen": raw.get("lang") == language,  # the switch was used: searches keep that language
+        "t": messages,
+        "script_messages": {key: messages[key] for key in SCRIPT_MESSAGES},
+        "switch": _language_links(raw),
+        "language_names": {code: catalogue(code)["language_name"] for code in LANGUAGES},
         "answer": None,
         "error": None,
     }
@@ -153,10 +162,18 @@ async def page(request: Request, state: State) -> Response:
             # An emptied number field falls back to its default instead of failing the search.
             params = SearchParams.model_validate({key: value for key, value in raw.items() if value or key == "q"})
         except ValidationError as exc:
-            context["error"], status = describe(exc, PAGE_LABELS), 422
+            labels = {field: messages[f"label_{field}"] for field in ("q", "k", "min_score")}
+            context["error"], status = describe(exc, labels), 422
         else:
             context.update(answer=await _search(state, params), k=str(params.k), min_score=f"{params.min_score:g}")
-    return state.templates.TemplateResponse(request, "index.html", context, status_code=status, headers=PAGE_HEADERS)
+    headers = {**PAGE_HEADERS, "Content-Language": language, "Vary": "Accept-Language"}
+    return state.templates.TemplateResponse(request, "index.html", context, status_code=status, headers=headers)
+
+
+def _language_links(raw: Any) -> dict[str, str]:
+    """The page's URL in each language: the same search with ``lang`` set."""
+    kept = [(key, value) for key, value in raw.multi_items() if key != "lang"]
+    return {code: "/?" + urlencode([*kept, ("lang", code)]) for code in LANGUAGES}
 
 
 @router.get(

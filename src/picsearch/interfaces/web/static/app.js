@@ -13,6 +13,9 @@
   const minScoreOut = document.getElementById("min_score_out");
   const status = document.getElementById("status");
   let inFlight = null;
+  // The page's language: the server puts the messages this script needs on <body>.
+  const messages = JSON.parse(document.body.dataset.messages || "{}");
+  const format = (text, values) => text.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? values[name] : whole));
 
   const percent = (score) => `${Math.round(Number(score) * 100)}%`;
 
@@ -29,7 +32,7 @@
     slot(node, "link").href = item.image_url;
     const image = slot(node, "image");
     image.src = item.thumb_url;
-    image.alt = `Result ${rank}: ${percent(item.score)} match`;
+    image.alt = format(messages.result_alt, { rank, percent: percent(item.score) });
     slot(node, "rank").textContent = String(rank);
     slot(node, "meter").value = item.score;
     slot(node, "score").textContent = percent(item.score);
@@ -50,7 +53,7 @@
     }
     const summary = fromTemplate("tpl-summary");
     slot(summary, "count").textContent = String(answer.results.length);
-    slot(summary, "noun").textContent = answer.results.length === 1 ? "photo" : "photos";
+    slot(summary, "noun").textContent = answer.results.length === 1 ? messages.photo_one : messages.photo_other;
     slot(summary, "query").textContent = answer.query;
     const grid = document.createElement("ol");
     grid.className = "grid";
@@ -86,11 +89,11 @@
         nodes = answerNodes(body, params.get("min_score"));
         document.title = `${body.query} · picsearch`;
       } else {
-        nodes = [errorNode(body.detail || `The server answered ${response.status}.`)];
+        nodes = [errorNode(body.detail || format(messages.error_status, { status: response.status }))];
       }
     } catch (error) {
       if (error.name === "AbortError") return;
-      nodes = [errorNode("The search server could not be reached. Check that it is running and try again.")];
+      nodes = [errorNode(messages.error_unreachable)];
     } finally {
       if (inFlight === controller) {
         inFlight = null;

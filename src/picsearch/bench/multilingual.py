@@ -1,0 +1,222 @@
+"""Russian search by grouped CV on training data: two designs, against English, with query latency.
+
+``python -m picsearch.bench.multilingual [--data DIR] [--cache DIR] [--queries tests/data/ru_queries.tsv]``
+
+Both designs are measured on the same 5 folds by image and the same held-out galleries as `picsearch train`'s
+retrieval estimate (the matching head on the ``expert`` training data, its joint space chosen on English):
+
+- ``map``: MPNet stays the text tower; a ridge map from multilingual-e5-small into MPNet's space, fitted per
+  fold on the training fold's English captions only (alpha by grouped CV inside the fold), carries a query
+  that :func:`~picsearch.models.multilingual.needs_map` into MPNet's space.
+- ``e5``: multilingual-e5-small is the text tower; joint space and scorer are trained on it.
+
+Each query of the Russian set (captions of training images, translated by hand) is searched in the galleries
+of the fold that holds its image out. Printed: Recall@1/5/10 and MRR per design and query language, the
+English protocol numbers (every caption, Kendall tau_c), the mean absolute difference between the score of a
+Russian query and of its English original (on the English query's reranked candidates, and on the target
+image) and text-encoding latency per query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from picsearch.config import resolve_data_dir
+from picsearch.data import load_dataset
+from picsearch.encoders import get_text_encoder
+from picsearch.features import DatasetFeatures, dataset_features, embed_texts
+from picsearch.models.classes import class_prompts
+from picsearch.metrics import summarize
+from picsearch.models.evaluate import cross_validate
+from picsearch.models.matching import ImageLayout, JointSpace
+from picsearch.models.multilingual import MappedTextEncoder, TextMap, fit_text_map, training_captions
+from picsearch.models.retrieval_cv import (
+    RERANK_CANDIDATES, _galleries, matchers_of, retrieval_cv, retrieval_queries, retrieval_ranks,
+)
+from picsearch.models.selection import Encoders, candidate_models, joint_options, matcher_factories
+from picsearch.models.splits import grouped_folds, split_images
+from picsearch.models.trainset import build_training_set
+
+DEFAULT_QUERIES = Path(__file__).resolve().parents[3] / "tests" / "data" / "ru_queries.tsv"
+
+
+@dataclass
+class Design:
+    """One fitted design: per-fold models and matchers, the English joint option, English metrics."""
+
+    name: str
+    data: object
+    folds: list
+    models: list
+    matchers: list
+    joint: str
+    english: dict
+
+
+def load_queries(path: Path) -> pd.DataFrame:
+    """``query_id, english, russian`` plus ``image`` (the image the caption was written for)."""
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return frame.assign(image=frame["query_id"].str.split("#").str[0])
+
+
+def fit_design(name: str, dataset, feats: DatasetFeatures, text_encoder: str, cache: Path, say) -> Design:
+    """Cross-validate the matching head on ``feats`` and run the English retrieval estimate."""
+    layout = ImageLayout.from_fields(feats.fields, feats.image_vectors.shape[1])
+    class_texts = embed_texts(class_prompts(layout.probs[1] - layout.probs[0]), get_text_encoder(text_encoder), cache)
+    encoders = Encoders("", feats.image_encoder_id, text_encoder, feats.text_encoder_id, layout, class_texts)
+    data = build_training_set(dataset, feats, layout, "expert")
+    folds = grouped_folds(data.evaluation["image"], 5, 0)
+    say(f"{name}: cross-validating the matching head")
+    cv = cross_validate(candidate_models(encoders)["matching_head"], data, dataset.expert, folds)
+    factories = matcher_factories(encoders)
+    say(f"{name}: English retrieval estimate")
+    retrieval, joint = retrieval_cv(data, retrieval_queries(dataset, data), folds, cv.models, factories, lambda _: None)
+    matchers = [
+        matchers_of(model, factories, data.restrict(split_images(data.evaluation["image"], split)[0]))
+        for model, split in zip(cv.models, folds)
+    ]
+    english = {"tau_c": cv.summary()["tau_c_expert"], "rmse": cv.summary()["rmse"], **retrieval[f"{joint}+rerank"]}
+    return Design(name, data, folds, cv.models, matchers, joint, english)
+
+
+def translated_search(design: Design, queries: pd.DataFrame, text_feats: dict[str, list[np.ndarray]]):
+    """Ranks of each query's image per variant (``text_feats[variant][fold]`` rows align with ``queries``), and
+    the mean absolute score differences of each variant against ``"en"`` (candidates, target)."""
+    rng = np.random.default_rng(0)  # the same galleries as retrieval_cv's
+    ranks = {variant: [] for variant in text_feats}
+    gaps = {variant: ([], []) for variant in text_feats}
+    position = {query_id: i for i, query_id in enumerate(queries["query_id"])}
+    for fold, (split, model, matchers) in enumerate(zip(design.folds, design.models, design.matchers)):
+        _, test_images = split_images(design.data.evaluation["image"], split)
+        joint = JointSpace(matchers, joint_options(list(matchers))[design.joint])
+        for gallery, query_ids, targets in _galleries(queries, sorted(test_images), rng):
+            rows = [position[q] for q in query_ids]
+            image_feats = design.data.images(gallery)
+            joint_images = joint.embed_image(image_feats)
+            scored = {}
+            for variant, per_fold in text_feats.items():
+                feats = per_fold[fold][rows]
+                ranks[variant].append(retrieval_ranks(
+                    joint_images, joint.embed_text(feats), targets, candidates=RERANK_CANDIDATES,
+                    rerank=lambda r, q, f=feats: model.predict(image_feats[r], f[q]),
+                ))
+                scored[variant] = feats
+            english_top = np.argsort(-(joint.embed_text(scored["en"]) @ joint_images.T), axis=1)[:, :RERANK_CANDIDATES]
+            for variant, feats in scored.items():
+                for q, target in enumerate(targets):
+                    cand = np.append(english_top[q], target)
+                    diff = np.abs(model.predict(image_feats[cand], feats[[q] * len(cand)])
+                                  - model.predict(image_feats[cand], scored["en"][[q] * len(cand)]))
+                    gaps[variant][0].append(diff[:-1].mean())
+                    gaps[variant][1].append(diff[-1])
+    summary = {v: summarize(np.concatenate(r), digits=None) for v, r in ranks.items()}
+    for variant, (cands, targets) in gaps.items():
+        summary[variant].update(gap_candidates=float(np.mean(cands)), gap_target=float(np.mean(targets)))
+    return summary
+
+
+def fold_maps(
+    dataset, design: Design, e5_of: dict[str, np.ndarray], mp_of: dict[str, np.ndarray], ids: tuple[str, str]
+) -> list[TextMap]:
+    """One e5 -> MPNet map per fold, fitted on the captions of that fold's training images only."""
+    maps = []
+    for split in design.folds:
+        train_images, _ = split_images(design.data.evaluation["image"], split)
+        captions = training_captions(dataset, train_images)
+        source = np.stack([e5_of[t] for t in captions.texts])
+        target = np.stack([mp_of[t] for t in captions.texts])
+        maps.append(fit_text_map(source, target, captions.groups, "e5-small", *ids)[0])
+    return maps
+
+
+def latency(encoder, text: str, repeats: int = 20) -> float:
+    """Median milliseconds to encode one query (after a warm-up call)."""
+    encoder.encode([text])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encoder.encode([text])
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--cache", default="artifacts/cache")
+    parser.add_argument("--queries", type=Path, default=DEFAULT_QUERIES)
+    args = parser.parse_args(argv)
+    console = Console()
+    dataset = load_dataset(resolve_data_dir(args.data))
+    cache = Path(args.cache)
+    queries = load_queries(args.queries)
+    mpnet, e5 = get_text_encoder("mpnet"), get_text_encoder("e5-small")
+    feats_mp = dataset_features(dataset, text_encoder_name="mpnet", cache_dir=cache)
+    texts = list(dataset.query_texts().values())
+    feats_e5 = replace(feats_mp, text_encoder_id=e5.id, text_vectors=embed_texts(texts, e5, cache, progress=False))
+    vectors = {}
+    for name, encoder in (("mp", mpnet), ("e5", e5)):
+        for language in ("english", "russian"):
+            vectors[name, language] = embed_texts(queries[language].tolist(), encoder, cache, progress=False)
+    e5_of = dict(zip(texts, feats_e5.text_vectors))
+    mp_of = dict(zip(texts, feats_mp.text_vectors))
+
+    table = Table(title=f"Russian search, grouped 5-fold CV on training images ({len(queries)} queries)")
+    for column in ("design", "queries", "R@1", "R@5", "R@10", "MRR", "|Δscore| cand.", "|Δscore| target"):
+        table.add_column(column)
+    english_rows = []
+    for name, feats, encoder_name in (("map", feats_mp, "mpnet"), ("e5", feats_e5, "e5-small")):
+        design = fit_design(name, dataset, feats, encoder_name, cache, console.log)
+        english_rows.append((name, design))
+        n = len(design.folds)
+        if name == "map":
+            maps = fold_maps(dataset, design, e5_of, mp_of, (e5.id, mpnet.id))
+            variants = {
+                "en": [vectors["mp", "english"]] * n,
+                "ru (MPNet, no map)": [vectors["mp", "russian"]] * n,
+                "ru mapped": [m.transform(vectors["e5", "russian"]) for m in maps],
+                "en mapped": [m.transform(vectors["e5", "english"]) for m in maps],
+            }
+            alphas = [m.alpha for m in maps]
+        else:
+            variants = {"en": [vectors["e5", "english"]] * n, "ru": [vectors["e5", "russian"]] * n}
+        for variant, s in translated_search(design, queries, variants).items():
+            table.add_row(
+                name, variant, *(f"{s[k]:.3f}" for k in ("recall@1", "recall@5", "recall@10", "mrr")),
+                f"{s['gap_candidates']:.3f}", f"{s['gap_target']:.3f}",
+            )
+    console.print(table)
+    console.print(f"map alpha per fold (grouped CV inside the fold): {alphas}")
+    english = Table(title="English protocol (every training caption, retrieval estimate with rerank; tau_c on experts)")
+    for column in ("design", "joint", "R@5", "MRR", "tau_c", "RMSE"):
+        english.add_column(column)
+    for name, design in english_rows:
+        e = design.english
+        english.add_row(name, design.joint, f"{e['recall@5']:.3f}", f"{e['mrr']:.3f}", f"{e['tau_c']:.4f}", f"{e['rmse']:.4f}")
+    console.print(english)
+    mapped = MappedTextEncoder(mpnet, e5, maps[0])
+    timing = Table(title="text encoding, ms per query (median of 20, one query at a time)")
+    for column in ("path", "ms", "ratio vs MPNet"):
+        timing.add_column(column)
+    base = latency(mpnet, "a dog runs through the snow")
+    for label, encoder, text in (
+        ("MPNet, English", mpnet, "a dog runs through the snow"),
+        ("e5 + map, Russian", mapped, "собака бежит по снегу"),
+        ("e5, Russian (design e5)", e5, "собака бежит по снегу"),
+    ):
+        ms = latency(encoder, text)
+        timing.add_row(label, f"{ms:.1f}", f"{ms / base:.2f}")
+    console.print(timing)
+
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Queries in any language: a multilingual encoder mapped into the English text space the models use.
+
+A multilingual encoder (``e5-small``) puts a sentence and its translation close together, so a linear map
+from its space into the English encoder's space (MPNet), learned on English training captions alone, carries
+a Russian query to where its English original would be; the joint space, scorer and index stay as they are,
+and English queries keep the English encoder. :class:`TextMap` is the ridge map (alpha chosen by grouped CV
+on the captions, folds by image), :class:`MappedTextEncoder` the text encoder search uses.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from picsearch.data.tables import Dataset, caption_image
+from picsearch.encoders import TextEncoder, get_text_encoder
+from picsearch.features import DatasetFeatures, embed_texts
+from picsearch.models.export import Exported
+from picsearch.models.linear import fit_ridge
+from picsearch.models.vectors import l2_normalize
+from picsearch.models.splits import grouped_folds
+
+ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+def needs_map(text: str) -> bool:
+    """True when ``text`` has a letter outside the Latin script (Cyrillic, Greek, CJK...): the English encoder
+    cannot read it, the multilingual one can. A mixed query ("собака frisbee") takes the multilingual path."""
+    return any(ch.isalpha() and not unicodedata.name(ch, "").startswith("LATIN") for ch in text)
+
+
+class TextMap:
+    """Ridge regression from one text encoder's vectors to another's; outputs L2-normalized rows."""
+
+    def __init__(self, alpha: float, source: str, source_id: str, target_id: str) -> None:
+        self.alpha, self.source, self.source_id, self.target_id = alpha, source, source_id, target_id
+
+    def fit(self, source_feats: np.ndarray, target_feats: np.ndarray) -> TextMap:
+        self.source_mean = source_feats.mean(axis=0).astype(np.float32)
+        self.target_mean = target_feats.mean(axis=0).astype(np.float32)
+        centred = fit_ridge(source_feats - self.source_mean, target_feats - self.target_mean, self.alpha)
+        self.weights = centred.coef_.T.astype(np.float32)
+        return self
+
+    def transform(self, source_feats: np.ndarray) -> np.ndarray:
+        """(n, source dim) -> (n, target dim), unit rows."""
+        return l2_normalize((np.atleast_2d(source_feats) - self.source_mean) @ self.weights + self.target_mean)
+
+    def export(self) -> Exported:
+        params = {
+            "kind": "ridge_text_map", "alpha": self.alpha, "source": self.source,
+            "source_id": self.source_id, "target_id": self.target_id,
+        }
+        arrays = {"weights": self.weights, "source_mean": self.source_mean, "target_mean": self.target_mean}
+        return Exported(params, arrays)
+
+    @classmethod
+    def restore(cls, exported: Exported) -> TextMap:
+        p, arrays = exported.params, exported.arrays
+        text_map = cls(p["alpha"], p["source"], p["source_id"], p["target_id"])
+        text_map.weights, text_map.source_mean, text_map.target_mean = (
+            arrays["weights"], arrays["source_mean"], arrays["target_mean"]
+        )
+        return text_map
+
+
+def map_cosines(
+    source_feats: np.ndarray, target_feats: np.ndarray, groups: Sequence[str], alphas: Sequence[float] = ALPHAS,
+    folds: int = 5, seed: int = 0,
+) -> dict[float, float]:
+    """Mean held-out cosine between mapped and true target vectors per alpha, 5 folds grouped by ``groups``."""
+    splits = grouped_folds(groups, folds, seed)
+    target = l2_normalize(target_feats)
+    out = {}
+    for alpha in alphas:
+        cosines = []
+        for train, test in splits:
+            fitted = TextMap(alpha, "", "", "").fit(source_feats[train], target_feats[train])
+            cosines.append(np.sum(fitted.transform(source_feats[test]) * target[test], axis=1))
+        out[float(alpha)] = float(np.mean(np.concatenate(cosines)))
+    return out
+
+
+@dataclass(frozen=True)
+class MapTexts:
+    """The English texts a map is learned on: query ids, texts, and the image each was written for (CV groups)."""
+
+    query_ids: list[str]
+    texts: list[str]
+    groups: list[str]
+
+
+def training_captions(dataset: Dataset, images: set[str] | None = None) -> MapTexts:
+    """Every distinct training caption (never a test query), optionally only those written for ``images``."""
+    captions = dataset.train.drop_duplicates("query_id")
+    authors = captions["query_id"].map(caption_image)
+    if images is not None:
+        captions, authors = captions[authors.isin(images)], authors[authors.isin(images)]
+    return MapTexts(captions["query_id"].tolist(), captions["query_text"].tolist(), authors.tolist())
+
+
+def fit_text_map(
+    source_feats: np.ndarray, target_feats: np.ndarray, groups: Sequence[str],
+    source: str, source_id: str, target_id: str,
+) -> tuple[TextMap, dict[str, Any]]:
+    """Choose alpha by grouped CV (highest mean held-out cosine), refit on everything; returns map and metrics."""
+    cosines = map_cosines(source_feats, target_feats, groups)
+    alpha = max(cosines, key=cosines.get)
+    text_map = TextMap(alpha, source, source_id, target_id).fit(source_feats, target_feats)
+    metrics = {
+        "source": source, "source_id": source_id, "target_id": target_id, "texts": len(groups),
+        "alpha": alpha, "cv_cosine": {str(a): c for a, c in cosines.items()},
+    }
+    return text_map, metrics
+
+
+def train_text_map(
+    dataset: Dataset, feats: DatasetFeatures, encoder_name: str, cache_dir: str | os.PathLike
+) -> tuple[TextMap, dict[str, Any]]:
+    """The map from ``encoder_name`` into the space of ``feats``' text vectors, on every training caption
+    (embedded through the cache); alpha by grouped CV, folds by the image a caption was written for."""
+    encoder = get_text_encoder(encoder_name)
+    captions = training_captions(dataset)
+    source = embed_texts(captions.texts, encoder, cache_dir, progress=False)
+    return fit_text_map(
+        source, feats.texts(captions.query_ids), captions.groups, encoder_name, encoder.id, feats.text_encoder_id
+    )
+
+
+class MappedTextEncoder:
+    """The English encoder for Latin-script texts, the multilingual encoder plus :class:`TextMap` for the rest.
+
+    Its vectors live in the English encoder's space and it carries that encoder's ``id``, so the models,
+    the index and the cache checks see the encoder they were trained with."""
+
+    def __init__(self, english: TextEncoder, multilingual: TextEncoder, text_map: TextMap) -> None:
+        if multilingual.id != text_map.source_id or english.id != text_map.target_id:
+            raise ValueError(
+                f"text map goes {text_map.source_id!r} -> {text_map.target_id!r}, "
+                f"encoders are {multilingual.id!r} and {english.id!r}"
+            )
+        self.english, self.multilingual, self.text_map = english, multilingual, text_map
+        self.id, self.dim = english.id, english.dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        routes = [needs_map(text) for text in texts]
+        mapped = [i for i, needs in enumerate(routes) if needs]
+        plain = [i for i, needs in enumerate(routes) if not needs]
+        if plain:
+            out[plain] = self.english.encode([texts[i] for i in plain])
+        if mapped:
+            out[mapped] = self.text_map.transform(self.multilingual.encode([texts[i] for i in mapped]))
+        return out

@@ -1,0 +1,57 @@
+"""`picsearch search` on Cyrillic: arguments, UTF-8 files and JSON keep the text as written (fast, stub searcher)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from picsearch.interfaces.cli import app
+from picsearch.policy import DISCLAIMER
+from picsearch.search import Searcher
+from web_gallery import WordSearcher, write_gallery
+
+QUERIES = ["собака бежит по снегу", "Ёжик в тумане", "собака frisbee"]
+
+
+class StubSearcher(WordSearcher):
+    def search_many(self, queries, k=5, min_score=0.0):
+        return [self.search(query, k, min_score) for query in queries]
+
+
+@pytest.fixture()
+def stub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StubSearcher:
+    searcher = StubSearcher(write_gallery(tmp_path / "gallery"))
+    monkeypatch.setattr(Searcher, "open", classmethod(lambda cls, *args, **kwargs: searcher))
+    return searcher
+
+
+def test_cyrillic_argument_round_trips_in_json(stub: StubSearcher) -> None:
+    result = CliRunner().invoke(app, ["search", QUERIES[0], "--k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert f'"query": "{QUERIES[0]}"' in result.stdout  # written as is, not as \\u escapes
+    assert json.loads(result.stdout)["query"] == QUERIES[0] and stub.calls == [(QUERIES[0], 2, 0.0)]
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_utf8_query_file_round_trips_in_json_lines(stub: StubSearcher, tmp_path: Path, bom: bytes) -> None:
+    queries = tmp_path / "запросы.txt"
+    queries.write_bytes(bom + "\n".join([*QUERIES, "", "две девочки у моря"]).encode("utf-8"))
+    result = CliRunner().invoke(app, ["search", "--file", str(queries), "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["query"] for line in lines] == [*QUERIES, "две девочки у моря"]
+    assert [line["blocked"] for line in lines] == [False, False, False, True]
+    assert lines[-1]["disclaimer"] == DISCLAIMER and lines[-1]["results"] == []
+    assert "\\u04" not in result.stdout
+
+
+def test_query_file_that_is_not_utf8_is_named_with_its_line(stub: StubSearcher, tmp_path: Path) -> None:
+    queries = tmp_path / "cp1251.txt"
+    queries.write_bytes("a dog\nсобака\n".encode("cp1251"))
+    result = CliRunner().invoke(app, ["search", "--file", str(queries)])
+    assert result.exit_code == 2
+    assert f"{queries}: line 2: not UTF-8 text" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and stub.calls == []

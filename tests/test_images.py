@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from picsearch.data.images import ImageReadError, list_images, read_image
+from picsearch.data.files import list_images
+from picsearch.data.images import ImageReadError, read_image
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from picsearch.data.files import CheckedFile, UncheckedFileError, identify
 from picsearch.policy import DISCLAIMER, check
 from picsearch.search import Hit, SearchResult
 
@@ -49,6 +50,14 @@ class WordSearcher:
         if image_id not in self.paths:
             raise KeyError(f"unknown image id {image_id!r}")
         return self.paths[image_id]
+
+    def checked_file(self, image_id: str) -> CheckedFile:
+        """The file as it is now (this stand-in checks nothing; the real Searcher's check is tested on an index)."""
+        path = self.path_of(image_id)
+        try:
+            return CheckedFile(path, identify(path))
+        except OSError as exc:
+            raise UncheckedFileError(f"{path}: cannot be read") from exc
 
     def search(self, query: str, k: int = 5, min_score: float = 0.0) -> SearchResult:
         self.calls.append((query, k, min_score))

@@ -23,7 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from picsearch.config import resolve_data_dir
 from picsearch.data import load_dataset
-from picsearch.data.images import list_images, read_image
+from picsearch.data.files import list_images
+from picsearch.data.images import read_image
 from picsearch.encoders import ImageEncoder, get_image_encoder, get_text_encoder
 from picsearch.features.embed import DEFAULT_BATCH, embed_images
 from picsearch.runtime import set_threads

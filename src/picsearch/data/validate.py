@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from picsearch.data.images import ImageReadError, list_images, read_image
+from picsearch.data.files import scan_images
+from picsearch.data.images import ImageReadError, read_image
 from picsearch.data.tables import (
     CROWD,
     EXPERT,
@@ -178,7 +179,9 @@ def _list_folder(root: Path, name: str, problems: list[Problem]) -> list[Path] |
     if not folder.is_dir():
         problems.append(Problem(f"{name}/", None, None, "missing folder"))
         return None
-    return list_images(folder)
+    listing = scan_images(folder)
+    problems += [Problem(f"{name}/{entry}", None, None, reason) for entry, reason in listing.skipped]
+    return listing.files
 
 
 def _check_references(

@@ -10,7 +10,6 @@ Nothing is pickled: arrays load with ``allow_pickle=False``.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -22,20 +21,16 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from picsearch.data.files import content_digest, identify
 from picsearch.storage import write_bytes
 
 FORMAT = 1
 log = logging.getLogger(__name__)
 
 
-def content_digest(data: bytes) -> str:
-    """The cache key of some content: blake2b, 160 bits, hex."""
-    return hashlib.blake2b(data, digest_size=20).hexdigest()
-
-
 def file_digest(path: str | os.PathLike) -> str:
     """The cache key of a file's bytes (its name and time do not matter)."""
-    return content_digest(Path(path).read_bytes())
+    return identify(path).digest
 
 
 def text_digest(text: str) -> str:

@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from picsearch.config import default_cache_dir
 from picsearch.data import Dataset, load_dataset
-from picsearch.data.images import ImageReadError, list_images, read_image
+from picsearch.data.files import FileIdentity, display_name, scan_images
+from picsearch.data.images import ImageReadError, read_image
 from picsearch.encoders import (
     DEFAULT_IMAGE_ENCODER,
     DEFAULT_TEXT_ENCODER,
@@ -55,27 +56,34 @@ def embed_images(
     batch_size: int = DEFAULT_BATCH,
     progress: bool = True,
     workers: int | None = None,
+    identities: Sequence[FileIdentity] | None = None,
 ) -> ImageEmbeddings:
     """Vectors of the image files ``paths`` by ``encoder``, computing only what ``cache_dir`` lacks.
 
     Files are keyed by content, so renamed copies reuse their vectors and an edited file is
     re-embedded alone. ``workers`` threads hash, decode and preprocess ahead of the model.
+    ``identities`` (one per path) are hashes the caller already took: nothing is hashed again, and
+    a file whose size or times changed since is skipped rather than embedded under the old hash.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     paths = [Path(path) for path in paths]
     store = EmbeddingStore(cache_dir, encoder.id, encoder.dim)
     with ThreadPoolExecutor(max_workers=workers or min(4, available_cpus())) as pool:
-        digests = list(pool.map(_digest_or_reason, paths))
+        if identities is None:
+            digests = list(pool.map(_digest_or_reason, paths))
+        else:
+            digests = [(identity.digest, "") for identity in identities]
+        expected = dict(zip(paths, identities or ()))
         skipped = [(path, reason) for path, (_, reason) in zip(paths, digests) if reason]
         keyed = {key: path for path, (key, reason) in zip(paths, digests) if not reason}
-        todo = [(key, keyed[key]) for key in store.missing(keyed)]
+        todo = [(key, keyed[key], expected.get(keyed[key])) for key in store.missing(keyed)]
         computed = _compute(todo, encoder, store, batch_size, pool, skipped, progress)
     store.compact()
     reported = {path for path, _ in skipped}
     kept = [(path, key) for path, (key, _) in zip(paths, digests) if key and key in store]
     skipped.extend(
-        (path, f"{path}: same content as {keyed[key]}, which could not be read")
+        (path, f"{display_name(path)}: same content as {display_name(keyed[key])}, which could not be read")
         for path, (key, _) in zip(paths, digests)
         if key and key not in store and path not in reported
     )
@@ -89,7 +97,7 @@ def embed_images(
 
 
 def _compute(
-    todo: list[tuple[str, Path]],
+    todo: list[tuple[str, Path, FileIdentity | None]],
     encoder: ImageEncoder,
     store: EmbeddingStore,
     batch_size: int,
@@ -97,7 +105,7 @@ def _compute(
     skipped: list[tuple[Path, str]],
     progress: bool,
 ) -> int:
-    """Embed the (key, path) pairs into ``store``, appending unreadable files to ``skipped``; returns how many."""
+    """Embed the (key, path, identity) items into ``store``, appending unreadable files to ``skipped``; returns how many."""
     pending = _PendingChunk(store)
     try:
         with tqdm(total=len(todo), desc=f"images {encoder.id}", unit="img", disable=not progress) as bar:
@@ -139,15 +147,22 @@ def _digest_or_reason(path: Path) -> tuple[str, str]:
     try:
         return file_digest(path), ""
     except OSError as exc:
-        return "", f"{path}: cannot read ({exc.strerror or exc})"
+        return "", f"{display_name(path)}: cannot read ({exc.strerror or exc})"
 
 
-def _load(path: Path, encoder: ImageEncoder) -> np.ndarray:
-    return encoder.preprocess(read_image(path))
+def _load(path: Path, encoder: ImageEncoder, expected: FileIdentity | None) -> np.ndarray:
+    """Read and preprocess one image; with ``expected``, only the bytes whose stat it recorded."""
+    if expected is None:
+        return encoder.preprocess(read_image(path))
+    with open(path, "rb") as handle:
+        if not expected.same_stat(os.fstat(handle.fileno())):
+            raise ImageReadError(path, "changed while being indexed; index again")
+        data = handle.read()
+    return encoder.preprocess(read_image(path, data=data))
 
 
 def _batches(
-    todo: list[tuple[str, Path]], encoder: ImageEncoder, batch_size: int, pool: ThreadPoolExecutor
+    todo: list[tuple[str, Path, FileIdentity | None]], encoder: ImageEncoder, batch_size: int, pool: ThreadPoolExecutor
 ) -> Iterator[tuple[list[str], np.ndarray, list[tuple[Path, str]]]]:
     """Yield (keys, preprocessed batch, failures); the pool works up to PREFETCH_BATCHES batches ahead."""
     upcoming = iter(todo)
@@ -158,7 +173,8 @@ def _batches(
             item = next(upcoming, None)
             if item is None:
                 return
-            pending.append((*item, pool.submit(_load, item[1], encoder)))
+            key, path, expected = item
+            pending.append((key, path, pool.submit(_load, path, encoder, expected)))
 
     submit(batch_size * (PREFETCH_BATCHES + 1))
     while pending:
@@ -171,6 +187,8 @@ def _batches(
                 keys.append(key)
             except (ImageReadError, ValueError) as exc:
                 failures.append((path, str(exc)))
+            except OSError as exc:
+                failures.append((path, f"{display_name(path)}: cannot read ({exc.strerror or exc})"))
         batch = np.stack(arrays) if arrays else np.zeros((0,), dtype=np.float32)
         yield keys, batch, failures
 
@@ -237,7 +255,7 @@ def dataset_features(
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     image_encoder = get_image_encoder(image_encoder_name)
     text_encoder = get_text_encoder(text_encoder_name)
-    paths = list_images(dataset.train_images_dir) + list_images(dataset.test_images_dir)
+    paths, unlisted = dataset_images(dataset)
     images = embed_images(paths, image_encoder, cache_dir, batch_size=batch_size, progress=progress)
     texts = dataset.query_texts()
     return DatasetFeatures(
@@ -248,8 +266,19 @@ def dataset_features(
         image_row=_first_rows(path.name for path in images.paths),
         text_vectors=embed_texts(list(texts.values()), text_encoder, cache_dir, progress=progress),
         text_row={query_id: row for row, query_id in enumerate(texts)},
-        skipped=images.skipped,
+        skipped=unlisted + images.skipped,
     )
+
+
+def dataset_images(dataset: Dataset) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files of the train and test folders, and ``(path, message)`` of the entries skipped by name."""
+    paths: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for folder in (dataset.train_images_dir, dataset.test_images_dir):
+        listing = scan_images(folder)
+        paths += listing.files
+        skipped += [(folder / name, f"{display_name(folder)}/{name}: {reason}") for name, reason in listing.skipped]
+    return paths, skipped
 
 
 def _first_rows(names: Iterator[str]) -> dict[str, int]:

@@ -1,18 +1,24 @@
-"""Gallery index: a vector store interface, the exact numpy store, and incremental builds."""
+"""Gallery index: storage (manifest, data folders, vector stores, the writer's lock) and ingestion.
 
-from picsearch.index.build import UpdateReport, build_index, model_fingerprint
-from picsearch.index.gallery import GalleryIndex, IndexFormatError, gallery_files, image_id, read_manifest
+`gallery.py`, `store.py` and `lock.py` only store and load; `ingest.py` reads a gallery, embeds and
+scores it, and hands the finished rows to `GalleryIndex.save`.
+"""
+
+from picsearch.index.gallery import GalleryIndex, IndexFormatError, image_id, model_fingerprint, read_manifest
+from picsearch.index.ingest import UpdateReport, build_index
+from picsearch.index.lock import IndexLockedError, index_lock
 from picsearch.index.store import NumpyStore, VectorStore
 
 __all__ = [
     "GalleryIndex",
     "IndexFormatError",
+    "IndexLockedError",
     "NumpyStore",
     "UpdateReport",
     "VectorStore",
     "build_index",
-    "gallery_files",
     "image_id",
+    "index_lock",
     "model_fingerprint",
     "read_manifest",
 ]

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from picsearch.data.files import CheckedFile
 from picsearch.index.gallery import GalleryIndex
 from picsearch.index.review import Moderation, Review, ReviewLog, bind
 
@@ -135,11 +136,19 @@ class ReviewDesk:
         return review
 
     def path_of(self, image_id: str) -> Path:
-        """Absolute path of any indexed photo, flagged or not (for the review page's thumbnails)."""
+        """Absolute path of any indexed photo, flagged or not."""
         row = self.index.rows().get(image_id)
         if row is None:
             raise KeyError(f"unknown image id {image_id!r}")
         return self.index.absolute_path(row)
+
+    def checked_file(self, image_id: str) -> CheckedFile:
+        """Any indexed photo's file, flagged or not, while it holds the bytes the index checked (for the
+        review page's thumbnails); KeyError otherwise (:class:`UncheckedFileError` for a changed file)."""
+        row = self.index.rows().get(image_id)
+        if row is None:
+            raise KeyError(f"unknown image id {image_id!r}")
+        return self.index.checked_file(row)
 
     def flags(self) -> list[dict]:
         """One record per indexed photo: ``{"id", "path", "flagged", "probability", "review"}``."""

@@ -1,13 +1,15 @@
-"""Answer text queries over an index: policy -> retrieve by joint similarity -> rerank -> child filter."""
+"""Answer text queries over an index: policy -> retrieve by joint similarity -> rerank -> child filter -> file check."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from picsearch.data.files import CheckedFile, UncheckedFileError
 from picsearch.encoders import TextEncoder
 from picsearch.encoders.memo import CachedTextEncoder
 from picsearch.index import GalleryIndex, NumpyStore, VectorStore, model_fingerprint, read_manifest
@@ -18,6 +20,7 @@ from picsearch.policy import DISCLAIMER, check
 from picsearch.storage import load_json
 
 CANDIDATES = 100  # images reranked per query; retrieval recall@100 bounds what reranking can fix
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,11 @@ class Searcher:
     of the index's without the hidden images (rebuilt when a decision changes them), so retrieval cannot return
     them, and every ranking drops hidden rows once more. :meth:`_rank_unfiltered` (every indexed image, no
     policy) exists for ``search.evaluate`` alone.
+
+    Only checked content leaves it: a hit, :meth:`path_of` and :meth:`checked_file` require the file
+    to hold the bytes the index checked (same size and times, else the same hash) at a real path inside
+    the gallery. A photo changed since indexing is left out of results (the next one takes its place)
+    and refused by id until ``picsearch index`` checks it again.
     """
 
     def __init__(
@@ -156,10 +164,15 @@ class Searcher:
         return len(self._store)
 
     def path_of(self, image_id: str) -> Path:
-        """Absolute path of a returnable image; KeyError for unknown or hidden ids."""
+        """Real path of a returnable image; KeyError for unknown or hidden ids, and
+        :class:`UncheckedFileError` (a KeyError) for a file changed since indexing or leaving the gallery."""
+        return self.checked_file(image_id).path
+
+    def checked_file(self, image_id: str) -> CheckedFile:
+        """The returnable image's checked file: real path and the identity (hash) the index recorded."""
         if image_id not in self._current()[2] or self.moderation.hidden(np.array([self._rows[image_id]]))[0]:
             raise KeyError(f"unknown image id {image_id!r}")
-        return self.index.absolute_path(self._rows[image_id])
+        return self.index.checked_file(self._rows[image_id])
 
     def search(self, query: str, k: int = 5, min_score: float = 0.0) -> SearchResult:
         """Best ``k`` images for ``query`` with score >= ``min_score``, or the disclaimer."""
@@ -224,5 +237,10 @@ class Searcher:
         for row, score in zip(ranking.rows, ranking.scores):
             if len(hits) == k or score < min_score:
                 break
-            hits.append(Hit(self.index.ids[row], self.index.absolute_path(row), float(score)))
+            try:
+                checked = self.index.checked_file(row)
+            except UncheckedFileError as exc:
+                log.warning("left out of the results: %s", exc)
+                continue
+            hits.append(Hit(self.index.ids[row], checked.path, float(score)))
         return hits

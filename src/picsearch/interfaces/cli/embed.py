@@ -40,9 +40,9 @@ def embed(
     Warns about each problem `picsearch validate` finds in the dataset (and exits 0), then embeds what it can.
     """
     from picsearch.data import load_dataset
-    from picsearch.data.images import list_images
     from picsearch.encoders import EncoderUnavailableError, get_image_encoder, get_text_encoder
     from picsearch.features import EmbeddingStore, embed_images, embed_texts, text_digest
+    from picsearch.features.embed import dataset_images
 
     root = data_dir(data)
     warn_about_problems(root)
@@ -51,7 +51,7 @@ def embed(
         dataset = load_dataset(root)
         images_encoder = get_image_encoder(image_encoder)
         texts_encoder = get_text_encoder(text_encoder)
-    paths = list_images(dataset.train_images_dir) + list_images(dataset.test_images_dir)
+    paths, unlisted = dataset_images(dataset)
     texts = list(dict.fromkeys(dataset.query_texts().values()))
 
     start = time.perf_counter()
@@ -63,11 +63,11 @@ def embed(
         embed_texts(texts, texts_encoder, cache_dir)
     end = time.perf_counter()
 
-    for path, reason in images.skipped:
+    for path, reason in unlisted + images.skipped:
         say(("skipped", "yellow"), " ", reason)
     console.print(
         f"images ({images_encoder.id}): {images.computed} computed, {images.reused} reused, "
-        f"{len(images.skipped)} skipped in {middle - start:.1f} s\n"
+        f"{len(unlisted) + len(images.skipped)} skipped in {middle - start:.1f} s\n"
         f"texts ({texts_encoder.id}): {texts_todo} computed, {len(texts) - texts_todo} reused "
         f"in {end - middle:.1f} s\n"
         f"cache: {cache_dir} (total {end - start:.1f} s)",

@@ -32,12 +32,28 @@ def index_command(
     out: Annotated[Path, typer.Option("--out", help="Index folder to create or update.")],
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Embedding cache (default MODEL/cache).")] = None,
     float16: Annotated[bool, typer.Option("--float16", help="Store joint vectors as float16.")] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Fail (exit 2) instead of waiting while another process updates --out."),
+    ] = False,
 ) -> None:
-    """Index a gallery; a second run embeds only added or changed photos and drops removed ones."""
-    from picsearch.index import build_index
+    """Index a gallery; a second run embeds only added or changed photos and drops removed ones.
 
-    with user_errors():
-        report = build_index(gallery, model, out, cache, vector_dtype="float16" if float16 else "float32")
+    One process at a time updates an index folder: a second run waits for the first (saying which
+    pid holds the lock), or with --no-wait fails naming it. Files that cannot be indexed (unreadable,
+    a name that is not UTF-8, a symlink loop or one leading out of the gallery, a shape no photo has)
+    are skipped and named.
+    """
+    from picsearch.index import IndexLockedError, build_index
+
+    def waiting(message: str) -> None:
+        say(message, err=True)
+
+    with user_errors(IndexLockedError):
+        report = build_index(
+            gallery, model, out, cache, vector_dtype="float16" if float16 else "float32", wait=not no_wait,
+            on_wait=waiting,
+        )
     print_update(report)
 
 
@@ -46,6 +62,8 @@ def print_update(report) -> None:
     for label, paths in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
         if paths and len(paths) <= 20:
             say(f"{label}: {', '.join(paths)}")
+    for note in report.notes:
+        say(note)
     for _, reason in report.skipped:
         say(("skipped", "yellow"), " ", reason)
     say(report.summary())

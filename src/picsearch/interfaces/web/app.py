@@ -2,13 +2,13 @@
 
 `create_app(searcher, thumbs_dir)` takes the searcher as a dependency, so the page, the API
 and the tests share one code path. A request never names a file: images are looked up by id
-through ``searcher.path_of`` and nothing else.
+through ``searcher.checked_file`` and nothing else, which refuses a file that is not the one the
+index checked (the rule lives in the searcher; this module only turns its refusal into a 404).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
+import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 
 from picsearch import __version__
+from picsearch.data.files import CheckedFile, UncheckedFileError
 from picsearch.data.images import ImageReadError
 from picsearch.interfaces.web.batcher import Overloaded, SearchBatcher
 from picsearch.interfaces.web.head import HeadAsGet
@@ -43,6 +44,7 @@ from picsearch.interfaces.web.i18n import LANGUAGES, catalogue, choose_language
 from picsearch.interfaces.web.thumbs import ThumbnailCache
 
 HERE = Path(__file__).parent
+log = logging.getLogger(__name__)
 IMAGE_CACHE_CONTROL = "public, max-age=86400"
 # The page loads nothing but its own CSS, JS and images.
 PAGE_HEADERS = {
@@ -67,7 +69,7 @@ class SearcherLike(Protocol):
 
     def search_many(self, queries: Sequence[str], k: int = ..., min_score: float = ...) -> list[Any]: ...
 
-    def path_of(self, image_id: str) -> Path: ...
+    def checked_file(self, image_id: str) -> CheckedFile: ...
 
     def __len__(self) -> int: ...
 
@@ -195,19 +197,19 @@ async def api_search(params: Annotated[SearchParams, Query()], state: State) -> 
 
 @router.get("/images/{image_id}", response_class=FileResponse, responses=NOT_FOUND, summary="A full image, by id")
 def image(image_id: str, request: Request, state: State) -> Response:
-    """The original file of an indexed image."""
-    path = _indexed_path(state, image_id)
-    stat = path.stat()
-    etag = hashlib.sha256(f"{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:32]
-    return _cached_file(request, path, etag, stat)
+    """The original file of an indexed image, while it holds the bytes the index checked."""
+    checked = _checked_file(state, image_id)
+    return _cached_file(request, checked.path, checked.identity.digest[:32])
 
 
 @router.get("/thumbs/{image_id}", response_class=FileResponse, responses=NOT_FOUND, summary="A thumbnail, by id")
 def thumbnail(image_id: str, request: Request, state: State) -> Response:
     """A JPEG preview of an indexed image (longest side 480 px), made once and cached on disk."""
-    source = _indexed_path(state, image_id)
+    source = _checked_file(state, image_id)
     try:
         path, key = state.thumbs.get(source)
+    except UncheckedFileError as exc:
+        raise _unchecked(image_id, exc) from exc
     except (FileNotFoundError, ImageReadError) as exc:
         raise HTTPException(404, f"image {image_id!r} cannot be read") from exc
     return _cached_file(request, path, key, media_type="image/jpeg")
@@ -240,25 +242,28 @@ def _item(hit: Any) -> ResultItem:
     return ResultItem(id=image_id, score=float(hit.score), image_url=f"/images/{quoted}", thumb_url=f"/thumbs/{quoted}")
 
 
-def _indexed_path(state: WebState, image_id: str) -> Path:
-    """The file of an indexed image; 404 for any id the index does not hold."""
+def _checked_file(state: WebState, image_id: str) -> CheckedFile:
+    """The checked file of an indexed image; 404 for any id the index does not hold or whose file
+    is not the one it checked (the reason, which names the file, goes to the log only)."""
     try:
-        path = Path(state.searcher.path_of(image_id))
+        return state.searcher.checked_file(image_id)
+    except UncheckedFileError as exc:
+        raise _unchecked(image_id, exc) from exc
     except (KeyError, ValueError, TypeError) as exc:
         raise HTTPException(404, f"no indexed image has the id {image_id!r}") from exc
-    if not path.is_file():
-        raise HTTPException(404, f"image {image_id!r} is indexed but its file is gone")
-    return path
 
 
-def _cached_file(
-    request: Request, path: Path, key: str, stat: os.stat_result | None = None, media_type: str | None = None
-) -> Response:
+def _unchecked(image_id: str, exc: UncheckedFileError) -> HTTPException:
+    log.warning("image %s refused: %s", image_id, exc)
+    return HTTPException(404, f"image {image_id!r} is not served: its file is not the one the index checked")
+
+
+def _cached_file(request: Request, path: Path, key: str, media_type: str | None = None) -> Response:
     """The file with ETag and Cache-Control; 304 when the client already holds this version."""
     headers = {"ETag": f'"{key}"', "Cache-Control": IMAGE_CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
     if headers["ETag"] in _etags(request.headers.get("if-none-match", "")):
         return Response(status_code=304, headers=headers)
-    return FileResponse(path, headers=headers, media_type=media_type, stat_result=stat)
+    return FileResponse(path, headers=headers, media_type=media_type)
 
 
 def _etags(header: str) -> set[str]:

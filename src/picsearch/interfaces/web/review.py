@@ -2,7 +2,7 @@
 
 Off by default. :func:`enable_review` adds the routes below to an app only when the server was given
 a secret (`picsearch serve --review-token-file F`); without it, they do not exist (404), and the only
-thumbnails served are those `Searcher.path_of` returns, never a flagged photo's.
+thumbnails served are those `Searcher.checked_file` returns, never a flagged photo's.
 
 Every route needs the token, compared in constant time, presented either as
 ``Authorization: Bearer TOKEN`` (scripts) or as the ``picsearch_review`` cookie that the login form
@@ -185,7 +185,7 @@ def api_decide(body: DecisionRequest, request: Request, access: Access) -> dict:
 def review_thumbnail(image_id: str, request: Request, state: State, access: Access) -> Response:
     """A thumbnail of any indexed photo (flagged ones too: this is what reviewers look at)."""
     try:
-        path, key = state.thumbs.get(access.desk.path_of(image_id))
+        path, key = state.thumbs.get(access.desk.checked_file(image_id))
     except KeyError as exc:
         raise HTTPException(404, f"no indexed image has the id {image_id!r}") from exc
     except (FileNotFoundError, ImageReadError) as exc:

@@ -1,4 +1,4 @@
-"""Thumbnails made once per source file version and kept on disk."""
+"""Thumbnails made once per checked content and kept on disk."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from picsearch.data.files import CheckedFile, UncheckedFileError, content_digest
 from picsearch.data.images import read_image
 from picsearch.storage import atomic_file
 
@@ -16,10 +17,11 @@ JPEG_QUALITY = 82
 
 
 class ThumbnailCache:
-    """JPEG previews in ``folder``, named by a hash of the source's path, size and mtime.
+    """JPEG previews in ``folder``, named by the source's content hash (and the thumbnail settings).
 
-    A changed source gets a new name (and a new ETag); a file is written to a temporary
-    name and renamed into place, so a reader never sees half a thumbnail.
+    A changed source has another hash, so another name (and ETag). A thumbnail is made from bytes
+    whose hash is checked against that name, so no cached preview shows content that was not
+    checked; it is written to a temporary name and renamed into place, so a reader never sees half of one.
     """
 
     def __init__(self, folder: Path, size: int = THUMB_SIZE, quality: int = JPEG_QUALITY) -> None:
@@ -29,16 +31,16 @@ class ThumbnailCache:
         self.generated = 0  # thumbnails made by this process (the cache hits are the rest)
         self._lock = threading.Lock()
 
-    def key(self, source: Path) -> str:
-        """The cache key of the current version of ``source`` (also its ETag)."""
-        stat = source.stat()
-        text = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.size}|{self.quality}"
+    def key(self, source: CheckedFile) -> str:
+        """The cache key of ``source``'s content (also its ETag)."""
+        text = f"{source.identity.digest}|{self.size}|{self.quality}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-    def get(self, source: Path) -> tuple[Path, str]:
+    def get(self, source: CheckedFile) -> tuple[Path, str]:
         """Return (thumbnail file, key) for ``source``, making the thumbnail on first use.
 
-        Raises ``FileNotFoundError`` or ``picsearch.data.images.ImageReadError``.
+        Raises ``FileNotFoundError``, ``picsearch.data.images.ImageReadError``, or
+        ``picsearch.data.files.UncheckedFileError`` when the bytes read are not the checked ones.
         """
         key = self.key(source)
         target = self.folder / f"{key}.jpg"
@@ -50,8 +52,11 @@ class ThumbnailCache:
                 self.generated += 1
         return target, key
 
-    def _write(self, source: Path, target: Path) -> None:
-        image = read_image(source)
+    def _write(self, source: CheckedFile, target: Path) -> None:
+        data = source.path.read_bytes()
+        if content_digest(data) != source.identity.digest:
+            raise UncheckedFileError(f"{source.path}: changed while its thumbnail was being made")
+        image = read_image(source.path, data=data)
         image.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
         with atomic_file(target) as out:
             image.save(out, format="JPEG", quality=self.quality, optimize=True, progressive=True)

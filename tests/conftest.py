@@ -139,3 +139,22 @@ def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hub_models import build_bert
 
     return build_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def stub_uvicorn(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """uvicorn's Server replaced by a recorder: what `serve` would have served lands in the returned dict
+    (``app``, ``host``, ``port``, ``keep_alive``, and ``ran`` once run), and no socket is opened."""
+    import uvicorn
+
+    served: dict = {}
+
+    class Server:
+        def __init__(self, config: uvicorn.Config) -> None:
+            served.update(app=config.app, host=config.host, port=config.port, keep_alive=config.timeout_keep_alive)
+
+        def run(self) -> None:
+            served.update(ran=True)
+
+    monkeypatch.setattr(uvicorn, "Server", Server)
+    return served

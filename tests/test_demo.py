@@ -41,17 +41,15 @@ def test_demo_shows_results_and_disclaimers(real_data, real_artifacts, tmp_path)
     assert report["selected"]
 
 
-def test_demo_serve_answers_searches_on_the_demo_index(real_data, real_artifacts, tmp_path, monkeypatch):
-    import uvicorn
+def test_demo_serve_answers_searches_on_the_demo_index(real_data, real_artifacts, tmp_path, stub_uvicorn):
     from fastapi.testclient import TestClient
 
-    served = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    served = stub_uvicorn
     out = tmp_path / "demo"
     args = ["demo", "--data", str(real_data), "--artifacts", str(real_artifacts), "--out", str(out), "--n", "1"]
     result = CliRunner().invoke(app, [*args, "--serve", "--port", "8123"])
     assert result.exit_code == 0, result.output
-    assert (served["host"], served["port"]) == ("127.0.0.1", 8123)
+    assert (served["host"], served["port"], served["ran"]) == ("127.0.0.1", 8123, True)
     client = TestClient(served["app"])
     index = GalleryIndex.load(out / "index")
     assert client.get("/healthz").json()["images"] == len(index) - int(index.child.sum())  # child images never

@@ -333,8 +333,10 @@ def test_child_flagged_images_are_never_served_counted_or_listed(real_client: Te
     assert real_client.get(f"/images/{synthetic_searcher.search('red', k=1).hits[0].id}").status_code == 200
 
 
-def test_serve_command_wires_the_index(synthetic_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    served = serve_with_stub_uvicorn(synthetic_index, tmp_path / "thumbs", monkeypatch)
+def test_serve_command_wires_the_index(
+    synthetic_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stub_uvicorn: dict
+) -> None:
+    served = serve_with_stub_uvicorn(synthetic_index, tmp_path / "thumbs", monkeypatch, stub_uvicorn)
     assert served["host"] == "127.0.0.1" and served["port"] == 8123 and served["threads"] == 1 and served["ran"]
     client = TestClient(served["app"])
     assert client.get("/healthz").json()["images"] == 12  # 14 indexed, the 2 pink ones flagged
@@ -343,24 +345,13 @@ def test_serve_command_wires_the_index(synthetic_index: Path, tmp_path: Path, mo
     assert served["app"].state.web.thumbs.folder == tmp_path / "thumbs"
 
 
-def serve_with_stub_uvicorn(index_dir: Path, thumbs: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Run `picsearch serve --index INDEX_DIR --port 8123` with uvicorn's Server recording its app instead of serving."""
-    import uvicorn
+def serve_with_stub_uvicorn(index_dir: Path, thumbs: Path, monkeypatch: pytest.MonkeyPatch, served: dict) -> dict:
+    """Run `picsearch serve --index INDEX_DIR --port 8123` with uvicorn's Server recording (``stub_uvicorn``)."""
     from typer.testing import CliRunner
 
     from picsearch.interfaces.cli import app as cli
     from picsearch import runtime
 
-    served: dict = {}
-
-    class Server:
-        def __init__(self, config: uvicorn.Config) -> None:
-            served.update(app=config.app, host=config.host, port=config.port, keep_alive=config.timeout_keep_alive)
-
-        def run(self) -> None:
-            served.update(ran=True)
-
-    monkeypatch.setattr(uvicorn, "Server", Server)
     monkeypatch.setattr(runtime, "set_threads", lambda n: served.update(threads=n))
     result = CliRunner().invoke(cli, ["serve", "--index", str(index_dir), "--port", "8123", "--thumbs", str(thumbs)])
     assert result.exit_code == 0, result.output
@@ -369,13 +360,16 @@ def serve_with_stub_uvicorn(index_dir: Path, thumbs: Path, monkeypatch: pytest.M
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_serve_command_on_the_real_models(real_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_command_on_the_real_models(
+    real_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stub_uvicorn: dict
+) -> None:
     from picsearch.index import build_index
     from test_index import write_gallery as write_index_gallery
 
     write_index_gallery(tmp_path / "gallery", 6)
     build_index(tmp_path / "gallery", real_artifacts, tmp_path / "index", tmp_path / "cache", progress=False)
-    client = TestClient(serve_with_stub_uvicorn(tmp_path / "index", tmp_path / "thumbs", monkeypatch)["app"])
+    served = serve_with_stub_uvicorn(tmp_path / "index", tmp_path / "thumbs", monkeypatch, stub_uvicorn)
+    client = TestClient(served["app"])
     shown = client.get("/healthz").json()["images"]
     results = client.get("/api/search", params={"q": "a red ball on a green field", "k": 50}).json()["results"]
     assert 0 < len(results) == shown <= 6 and client.get(results[0]["thumb_url"]).status_code == 200

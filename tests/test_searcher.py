@@ -100,6 +100,13 @@ def test_child_flags_are_honoured_on_any_rows_and_when_set_late(searcher, synthe
     assert late not in {hit.id for hit in guarded.search(QUERIES[0], k=100).hits}
 
 
+def test_a_gallery_with_every_photo_hidden_answers_with_no_hits(searcher, synthetic_index):
+    hidden_all = with_flags(searcher, synthetic_index, list(range(len(searcher.index))))
+    assert len(hidden_all) == 0
+    for result in hidden_all.search_many(ANY_QUERIES, k=5):
+        assert not result.blocked and result.hits == []
+
+
 def test_results_are_scored_best_first_and_respect_k(searcher):
     n = len(searcher)
     for k in (1, 3, 50):

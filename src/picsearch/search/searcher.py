@@ -224,6 +224,8 @@ class Searcher:
         in retrieval order."""
         n_rerank = min(n, rows.shape[1])
         head_rows = rows[:, :n_rerank]
+        if not head_rows.size:  # nothing visible to score (e.g. every photo hidden)
+            return [Ranking(row, np.zeros(0, dtype=np.float32)) for row in rows]
         feats = np.asarray(self.index.features[head_rows.ravel()], dtype=np.float32)
         scores = self.bundle.score(feats, np.repeat(text_feats, n_rerank, axis=0)).reshape(head_rows.shape)
         order = np.argsort(-scores, axis=1, kind="stable")

@@ -361,18 +361,17 @@ def serve_with_stub_uvicorn(index_dir: Path, thumbs: Path, monkeypatch: pytest.M
 @pytest.mark.data
 @pytest.mark.slow
 def test_serve_command_on_the_real_models(
-    real_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stub_uvicorn: dict
+    real_data: Path, real_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stub_uvicorn: dict
 ) -> None:
     from picsearch.index import build_index
-    from test_index import write_gallery as write_index_gallery
 
-    write_index_gallery(tmp_path / "gallery", 6)
-    build_index(tmp_path / "gallery", real_artifacts, tmp_path / "index", tmp_path / "cache", progress=False)
+    # Real photos: the real detector flags most drawn shapes, so a drawn gallery may show nothing.
+    build_index(real_data / "test_images", real_artifacts, tmp_path / "index", progress=False)
     served = serve_with_stub_uvicorn(tmp_path / "index", tmp_path / "thumbs", monkeypatch, stub_uvicorn)
     client = TestClient(served["app"])
     shown = client.get("/healthz").json()["images"]
-    results = client.get("/api/search", params={"q": "a red ball on a green field", "k": 50}).json()["results"]
-    assert 0 < len(results) == shown <= 6 and client.get(results[0]["thumb_url"]).status_code == 200
+    results = client.get("/api/search", params={"q": "a dog runs through the snow", "k": 50}).json()["results"]
+    assert 0 < len(results) == shown < 100 and client.get(results[0]["thumb_url"]).status_code == 200
     assert client.get("/api/search", params={"q": "Мальчик на велосипеде"}).json()["disclaimer"] == DISCLAIMER
 
 

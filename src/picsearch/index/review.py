@@ -26,7 +26,7 @@ from typing import Iterable, Literal
 
 import numpy as np
 
-from picsearch.features.cache import file_digest
+from picsearch.data.files import UncheckedFileError
 from picsearch.index.gallery import GalleryIndex
 
 LOG_NAME = "reviews.jsonl"
@@ -213,11 +213,14 @@ def bind(index: GalleryIndex, image_id: str, decision: str, why: str, who: str) 
     row = index.rows().get(image_id)
     if row is None:
         raise KeyError(f"unknown image id {image_id!r}")
-    digest = content_hash(index, row)
-    path = index.absolute_path(row)
-    if not path.is_file() or file_digest(path) != digest:
-        raise ValueError(f"{path}: file changed or gone since it was indexed; re-index it before reviewing")
-    return make_review(image_id, digest, decision, who, why)
+    try:
+        index.checked_file(row)  # the one identity check: same bytes, inside the gallery
+    except UncheckedFileError as exc:
+        raise ValueError(
+            f"{index.absolute_path(row)}: file changed or gone since it was indexed ({exc.args[0]}); "
+            "re-index it before reviewing"
+        ) from None
+    return make_review(image_id, content_hash(index, row), decision, who, why)
 
 
 __all__ = [

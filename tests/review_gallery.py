@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from picsearch.features.cache import file_digest
-from picsearch.index import GalleryIndex, NumpyStore, image_id, read_manifest
+from picsearch.index import GalleryIndex, image_id, read_manifest
 
 # (file, child probability); the detector's threshold is 0.5. a.png is a near-duplicate of b.png.
 PHOTOS = (("a.png", 0.9), ("b.png", 0.55), ("c.png", 0.62), ("d.png", 0.75), ("e.png", 0.1), ("f.png", 0.2))
@@ -48,7 +48,7 @@ def build_review_index(folder: Path) -> Path:
         features=features,
         child_prob=prob,
         child=prob >= THRESHOLD,
-        store=NumpyStore(np.asarray(ids), joint),
+        joint=joint,
     )
     index.save(folder / "index")
     return folder / "index"

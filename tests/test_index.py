@@ -10,44 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from picsearch.index import GalleryIndex, IndexFormatError, NumpyStore, build_index, image_id, read_manifest
-from picsearch.index import store as store_module
-
-
-def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_numpy_store_matches_brute_force_across_blocks(monkeypatch, dtype):
-    monkeypatch.setattr(store_module, "BLOCK_ROWS", 7)  # several blocks, the last one partial
-    rng = np.random.default_rng(0)
-    vectors, queries = _unit(rng, 50, 16), _unit(rng, 4, 16)
-    store = NumpyStore(np.array([f"id{i}" for i in range(50)]), vectors.astype(dtype))
-    ids, sims = store.search(queries, 5)
-    exact = queries @ vectors.astype(dtype).astype(np.float32).T
-    for q in range(4):
-        best = np.argsort(-exact[q])[:5]
-        assert ids[q].tolist() == [f"id{i}" for i in best]
-        np.testing.assert_allclose(sims[q], exact[q, best], rtol=1e-5)
-    assert np.all(np.diff(sims, axis=1) <= 0)
-
-
-def test_numpy_store_add_remove_save_load(tmp_path):
-    rng = np.random.default_rng(1)
-    store = NumpyStore.empty(8)
-    store.add(["a", "b", "c"], _unit(rng, 3, 8))
-    with pytest.raises(ValueError, match="already"):
-        store.add(["b"], _unit(rng, 1, 8))
-    store.remove(["b", "unknown"])
-    assert store.ids.tolist() == ["a", "c"]
-    ids, sims = store.search(store.vectors[:1], 10)  # k larger than the store
-    assert ids.tolist() == [["a", "c"]] and sims[0, 0] == pytest.approx(1.0)
-    store.save(tmp_path / "s")
-    again = NumpyStore.load(tmp_path / "s", mmap=True)
-    assert again.ids.tolist() == ["a", "c"] and np.array_equal(again.vectors, store.vectors)
-    assert np.load(tmp_path / "s" / "ids.npy", allow_pickle=False).dtype.kind == "U"
+from picsearch.index import GalleryIndex, IndexFormatError, build_index, image_id, read_manifest
 
 
 def write_gallery(folder: Path, n: int = 6) -> list[Path]:
@@ -83,7 +46,7 @@ def test_build_writes_safe_consistent_index(gallery, tmp_path, synthetic_bundle)
     assert index.paths == sorted(index.paths) and "sub/img5.jpg" in index.paths
     assert index.ids == [image_id(path) for path in index.paths]
     assert isinstance(index.features, np.memmap) and index.features.dtype == np.float16
-    norms = np.linalg.norm(np.asarray(index.store.vectors, dtype=np.float32), axis=1)
+    norms = np.linalg.norm(np.asarray(index.joint, dtype=np.float32), axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=1e-3)
     assert index.child.dtype == bool and np.all((0 <= index.child_prob) & (index.child_prob <= 1))
 
@@ -113,7 +76,7 @@ def test_incremental_update_embeds_only_what_changed(gallery, tmp_path, syntheti
     changed = image_id("img1.jpg")
     np.testing.assert_array_equal(after.features[rows_after[changed]], before.features[rows_before[image_id("img2.jpg")]])
     kept = image_id("img3.jpg")
-    np.testing.assert_array_equal(after.store.vectors[rows_after[kept]], before.store.vectors[rows_before[kept]])
+    np.testing.assert_array_equal(after.joint[rows_after[kept]], before.joint[rows_before[kept]])
     assert len(list(out.glob("data-*"))) == 1  # the previous data folder was swapped out and removed
 
 

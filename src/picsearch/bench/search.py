@@ -33,7 +33,7 @@ from picsearch.config import DEFAULT_ARTIFACTS, resolve_data_dir
 from picsearch.data import load_dataset
 from picsearch.encoders import TextEncoder, get_text_encoder
 from picsearch.models import RelevanceBundle
-from picsearch.index import GalleryIndex, NumpyStore, build_index, image_id
+from picsearch.index import GalleryIndex, build_index, image_id
 from picsearch.runtime import set_threads
 from picsearch.search import Searcher
 
@@ -47,7 +47,7 @@ CHUNK = 100_000
 def synthetic_index(real: GalleryIndex, n: int, folder: Path, seed: int = 0) -> None:
     """Write an ``n``-image index to ``folder`` built from ``real``'s rows (see module doc)."""
     rng = np.random.default_rng(seed)
-    pool_joint = np.asarray(real.store.vectors, dtype=np.float32)
+    pool_joint = np.asarray(real.joint, dtype=np.float32)
     dtype = "float16" if n >= FLOAT16_FROM else "float32"
     source = np.lib.format.open_memmap(folder.with_suffix(".features.npy"), "w+", np.float16, (n, real.features.shape[1]))
     joint = np.empty((n, pool_joint.shape[1]), dtype=dtype)
@@ -67,7 +67,7 @@ def synthetic_index(real: GalleryIndex, n: int, folder: Path, seed: int = 0) -> 
         features=source,
         child_prob=real.child_prob[flags_from],
         child=real.child[flags_from],
-        store=NumpyStore(np.asarray(ids, dtype=str), joint),
+        joint=joint,
         meta=real.meta,
     ).save(folder)
     del source

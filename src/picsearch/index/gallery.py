@@ -9,7 +9,13 @@ Layout of an index folder::
     INDEX/data-<ns>/features.npy      raw image features (n, F) float16, for the reranker
     INDEX/data-<ns>/child_prob.npy    child-detector probability (n,) float32
     INDEX/data-<ns>/child.npy         child flag (n,) bool
-    INDEX/data-<ns>/store/            the vector store (joint-space vectors + ids)
+    INDEX/data-<ns>/joint.npy         joint-space vectors (n, d) of every row, hidden ones too (never searched)
+    INDEX/data-<ns>/held.npy          which rows the vector store held when this folder was written (n,) bool
+    INDEX/data-<ns>/ann.*             the FAISS index of an ``ann`` store
+    INDEX/milvus.db                   the Milvus Lite database of a ``milvus`` store without a server
+
+The vector store (``manifest.json`` field ``store``) holds the visible rows only: see
+:mod:`picsearch.index.stores`.
 
 A build writes a fresh ``data-*`` folder and then swaps ``manifest.json`` in one ``os.replace``, so a
 reader sees either the old or the new index, never a mix; the data folder it replaced is removed
@@ -31,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from picsearch.data.files import CheckedFile, FileChecker, FileIdentity
-from picsearch.index.store import NumpyStore
+from picsearch.index.stores import StoreSpec, VectorStore, open_store, retire, write_store
 from picsearch.models.artifacts import MANIFEST
 from picsearch.storage import load_array, load_json, save_array, save_json
 
@@ -64,8 +70,9 @@ def model_fingerprint(model_dir: Path) -> str:
 @dataclass
 class GalleryIndex:
     """Rows aligned by position: ``ids[i]``, ``paths[i]`` (relative to ``root``), ``hashes[i]``
-    (blake2b-160 of the bytes checked), ``features[i]``, ``child_prob[i]``, ``child[i]``, ``stats[i]``
-    (size, mtime_ns, ctime_ns of those bytes); ``store`` holds the joint vectors by id."""
+    (blake2b-160 of the bytes checked), ``features[i]``, ``child_prob[i]``, ``child[i]``, ``joint[i]``
+    (its joint-space vector), ``stats[i]`` (size, mtime_ns, ctime_ns of those bytes). ``store`` says
+    which vector store serves the visible rows; ``data_dir`` is the folder it was loaded from."""
 
     root: Path
     ids: list[str]
@@ -74,9 +81,11 @@ class GalleryIndex:
     features: np.ndarray
     child_prob: np.ndarray
     child: np.ndarray
-    store: NumpyStore
+    joint: np.ndarray
     meta: dict = field(default_factory=dict)
     stats: np.ndarray | None = None  # None: unknown (every file is hashed once on first use)
+    store: StoreSpec = field(default_factory=StoreSpec)
+    data_dir: Path | None = None
     _checker: FileChecker | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -109,11 +118,13 @@ class GalleryIndex:
         """Where ``row``'s file was indexed (unchecked: use :meth:`checked_file` to read or serve it)."""
         return self.root / self.paths[row]
 
-    def save(self, folder: Path) -> None:
-        """Write a new data folder, then swap the manifest to point at it (atomic for readers).
+    def save(self, folder: Path, visible: np.ndarray | None = None) -> None:
+        """Write a new data folder, fill its vector store with the ``visible`` rows (default: not flagged),
+        then swap the manifest to point at it (atomic for readers).
 
         Only the data folder the old manifest named is removed: this save made it stale. A reader that
-        had it open keeps its (unlinked, still mapped) files.
+        had it open keeps its (unlinked, still mapped) files. A Milvus collection left behind by a change
+        of store is dropped once the new manifest is in place.
         """
         folder.mkdir(parents=True, exist_ok=True)
         data_name = f"data-{time.time_ns()}-{os.getpid()}"
@@ -123,7 +134,14 @@ class GalleryIndex:
         save_array(data / "features.npy", self.features.astype(FEATURE_DTYPE, copy=False))
         save_array(data / "child_prob.npy", self.child_prob.astype(np.float32, copy=False))
         save_array(data / "child.npy", self.child.astype(bool, copy=False))
-        self.store.save(data / "store")
+        save_array(data / "joint.npy", self.joint)
+        previous = _previous_version(folder)
+        visible = ~np.asarray(self.child, dtype=bool) if visible is None else visible
+        changed, rescored = self._changes_since(previous)
+        spec = write_store(
+            self.store, folder, data, self.ids, self.joint, visible,
+            (previous.store, previous.data_dir) if previous else None, changed, rescored,
+        )
         manifest = {
             **self.meta,
             "format": FORMAT,
@@ -131,14 +149,31 @@ class GalleryIndex:
             "gallery": str(self.root.resolve()),
             "count": len(self),
             "child_flagged": int(self.child.sum()),
-            "store": self.store.kind,
-            "vector_dtype": str(self.store.vectors.dtype),
+            "store": spec.to_json(),
+            "vector_dtype": str(self.joint.dtype),
             "feature_dtype": FEATURE_DTYPE,
         }
-        replaced = _data_folder(folder)
         save_json(folder / "manifest.json", manifest)
-        if replaced not in (None, data_name):
-            shutil.rmtree(folder / replaced, ignore_errors=True)
+        self.store, self.data_dir = spec, data
+        if previous is not None:
+            retire(previous.store, spec, folder)
+            if previous.data_dir.name != data_name:
+                shutil.rmtree(previous.data_dir, ignore_errors=True)
+
+    def _changes_since(self, previous: "_Version | None") -> tuple[list[str], bool]:
+        """Ids whose content changed since ``previous``, and whether the model did (every vector is new)."""
+        if previous is None:
+            return [], False
+        old = dict(zip(previous.ids, previous.hashes))
+        changed = [i for i, digest in zip(self.ids, self.hashes) if old.get(i, digest) != digest]
+        return changed, previous.fingerprint != self.meta.get("model_fingerprint")
+
+    def open_store(self) -> tuple[VectorStore, np.ndarray]:
+        """The vector store this index was saved with and the rows (bool mask) it held then; an index
+        never saved gets an empty exact store."""
+        if self.data_dir is None:
+            return open_store(StoreSpec(), self.root, None, self.ids, self.joint)
+        return open_store(self.store, self.data_dir.parent, self.data_dir, self.ids, self.joint)
 
     @classmethod
     def load(cls, folder: Path, mmap: bool = True) -> "GalleryIndex":
@@ -154,6 +189,7 @@ class GalleryIndex:
         if not data.is_dir():
             raise IndexFormatError(f"{data}: the data folder named by manifest.json is missing; rebuild the index")
         items = load_json(data / "items.json")
+        legacy = not (data / "joint.npy").is_file()  # written before stores were chosen: store/vectors.npy
         index = cls(
             root=Path(manifest["gallery"]),
             ids=list(items["ids"]),
@@ -163,8 +199,10 @@ class GalleryIndex:
             features=load_array(data / "features.npy", mmap=mmap),
             child_prob=load_array(data / "child_prob.npy"),
             child=load_array(data / "child.npy"),
-            store=NumpyStore.load(data / "store", mmap=mmap),
+            joint=load_array(data / ("store/vectors.npy" if legacy else "joint.npy"), mmap=mmap),
             meta={k: v for k, v in manifest.items() if k in META_KEYS},
+            store=StoreSpec.from_json(manifest.get("store"), str(folder / "manifest.json")),
+            data_dir=data,
         )
         index.check(data)
         return index
@@ -179,13 +217,11 @@ class GalleryIndex:
             "features.npy": len(self.features),
             "child_prob.npy": len(self.child_prob),
             "child.npy": len(self.child),
-            "store": len(self.store),
+            "joint.npy": len(self.joint),
         }
         for name, size in sizes.items():
             if size != n:
                 raise IndexFormatError(f"{where / name.split()[0]}: {size} rows for {n} ids; rebuild the index")
-        if not np.array_equal(self.store.ids, np.asarray(self.ids, dtype=str)):
-            raise IndexFormatError(f"{where / 'store'}: ids differ from items.json; rebuild the index")
 
 
 META_KEYS = ("image_encoder", "text_encoder", "image_encoder_id", "model", "model_fingerprint", "created")
@@ -199,6 +235,29 @@ def remove_leftovers(folder: Path) -> list[str]:
     for name in leftovers:
         shutil.rmtree(folder / name, ignore_errors=True)
     return leftovers
+
+
+@dataclass(frozen=True)
+class _Version:
+    """What a save needs of the index it replaces: its data folder, store, rows' content and model."""
+
+    data_dir: Path
+    store: StoreSpec
+    ids: list[str]
+    hashes: list[str]
+    fingerprint: str | None
+
+
+def _previous_version(folder: Path) -> _Version | None:
+    """The readable index currently at ``folder``, else None (nothing to reuse or retire)."""
+    name = _data_folder(folder)
+    try:
+        manifest = read_manifest(folder)
+        items = load_json(folder / name / "items.json")
+        store = StoreSpec.from_json(manifest.get("store"), str(folder / "manifest.json"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return _Version(folder / name, store, items["ids"], items["hashes"], manifest.get("model_fingerprint"))
 
 
 def _data_folder(folder: Path) -> str | None:

@@ -11,7 +11,8 @@ One run, under the index folder's lock (:mod:`picsearch.index.lock`):
    a file that changes between hashing and decoding is skipped).
 4. **score**: new rows (every row, when the model changed) are projected into the joint space and run
    through the child detector; unchanged rows keep their stored vectors and flags.
-5. **store**: :meth:`GalleryIndex.save` writes the finished rows and swaps the manifest.
+5. **store**: :meth:`GalleryIndex.save` writes the finished rows, brings the vector store in line with
+   the visible ones (detector flags with the review log applied) and swaps the manifest.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from picsearch.index.gallery import (
     remove_leftovers,
 )
 from picsearch.index.lock import index_lock
-from picsearch.index.store import NumpyStore
+from picsearch.index.review import Moderation, ReviewLog
+from picsearch.index.stores import StoreSpec
 from picsearch.models import RelevanceBundle
 
 
@@ -88,6 +90,7 @@ def build_index(
     bundle: RelevanceBundle | None = None,
     encoder: ImageEncoder | None = None,
     vector_dtype: str = "float32",
+    store: StoreSpec | None = None,
     batch_size: int = 32,
     progress: bool = True,
     wait: bool = True,
@@ -99,7 +102,8 @@ def build_index(
     embedding cache at ``cache_dir``, default ``MODEL_DIR/cache``), removed files are dropped, and
     if the model changed the joint vectors are recomputed from the stored features. While another
     process updates ``out``, ``wait`` for it (telling ``on_wait`` its pid) or raise
-    :class:`picsearch.index.lock.IndexLockedError`.
+    :class:`picsearch.index.lock.IndexLockedError`. ``store`` chooses the vector store (default: the
+    previous index's, else exact); a new choice moves the stored vectors there without embedding.
     """
     gallery, model_dir, out = Path(gallery), Path(model_dir), Path(out)
     if not gallery.is_dir():
@@ -124,9 +128,10 @@ def build_index(
             "model_fingerprint": fingerprint,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        index.store = store or (previous.store if previous else StoreSpec())
         report.total, report.child_flagged = len(index), int(index.child.sum())
         if _differs(index, previous):
-            index.save(out)
+            index.save(out, visible=_visible(index, out))
         report.notes += [f"{out / name}: removed, left by an interrupted run" for name in remove_leftovers(out)]
     return report
 
@@ -239,7 +244,7 @@ def _assemble(
         features=features,
         child_prob=child_prob,
         child=child_prob >= bundle.child_threshold,
-        store=NumpyStore(np.asarray(ids, dtype=str), joint.astype(vector_dtype)),
+        joint=joint.astype(vector_dtype),
     )
 
 
@@ -248,16 +253,23 @@ def _score(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Joint vectors and child probabilities: computed for the ``score`` rows, copied from ``previous`` for the rest."""
     projected = bundle.joint_image(features[score]) if score.any() else None
-    joint_dim = projected.shape[1] if projected is not None else previous.store.dim if previous else 0
+    joint_dim = projected.shape[1] if projected is not None else previous.joint.shape[1] if previous else 0
     joint = np.zeros((len(features), joint_dim), dtype=np.float32)
     child_prob = np.zeros(len(features), dtype=np.float32)
     if projected is not None:
         joint[score] = projected
         child_prob[score] = bundle.child_probability(features[score])
     if previous is not None and (~score).any():
-        joint[~score] = previous.store.vectors[old[~score]]
+        joint[~score] = previous.joint[old[~score]]
         child_prob[~score] = previous.child_prob[old[~score]]
     return joint, child_prob
+
+
+def _visible(index: GalleryIndex, out: Path) -> np.ndarray:
+    """Rows a query may return: the detector's flags with the review log at ``out`` applied."""
+    moderation = Moderation(index, ReviewLog.of_index(out))
+    moderation.refresh()
+    return ~moderation.hidden()
 
 
 def _differs(index: GalleryIndex, previous: GalleryIndex | None) -> bool:
@@ -271,4 +283,5 @@ def _differs(index: GalleryIndex, previous: GalleryIndex | None) -> bool:
         or str(index.root) != str(previous.root)
         or not np.array_equal(index.stats, previous.stats)
         or not np.array_equal(index.child, previous.child)
+        or (index.store.kind, index.store.uri) != (previous.store.kind, previous.store.uri)
     )

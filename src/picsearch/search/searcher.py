@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -12,7 +13,7 @@ import numpy as np
 from picsearch.data.files import CheckedFile, UncheckedFileError
 from picsearch.encoders import TextEncoder
 from picsearch.encoders.memo import CachedTextEncoder
-from picsearch.index import GalleryIndex, NumpyStore, VectorStore, model_fingerprint, read_manifest
+from picsearch.index import GalleryIndex, NumpyStore, VectorStore, model_fingerprint, read_manifest, reconcile
 from picsearch.index.review import Moderation, ReviewLog
 from picsearch.models import RelevanceBundle
 from picsearch.models.artifacts import METRICS
@@ -87,10 +88,11 @@ class Searcher:
     Safety is structural: :meth:`search` / :meth:`search_many` are the only public ways to rank; they check the
     policy first and rank only visible images. Hidden are the child detector's flags with the operators' review
     decisions applied (:class:`picsearch.index.review.Moderation`); the review log is re-read when it changes, so
-    a clearance or a new flag applies to the next query, without re-indexing. The private vector store is a copy
-    of the index's without the hidden images (rebuilt when a decision changes them), so retrieval cannot return
-    them, and every ranking drops hidden rows once more. :meth:`_rank_unfiltered` (every indexed image, no
-    policy) exists for ``search.evaluate`` alone.
+    a clearance or a new flag applies to the next query, without re-indexing. The vector store (exact, FAISS or
+    Milvus: :mod:`picsearch.index.stores`) holds the visible images only: when a decision changes them, the
+    store is brought in line before the next query, so retrieval cannot return a hidden image; every ranking
+    drops hidden rows once more, and ids the index no longer has. :meth:`_rank_unfiltered` (every indexed
+    image, exact, no policy) exists for ``search.evaluate`` alone.
 
     Only checked content leaves it: a hit, :meth:`path_of` and :meth:`checked_file` require the file
     to hold the bytes the index checked (same size and times, else the same hash) at a real path inside
@@ -113,24 +115,25 @@ class Searcher:
         self.candidates = candidates
         self._rows = index.rows()
         self.moderation = Moderation(index, reviews)
-        self._view = self._visible_view()
+        self._lock = threading.Lock()  # one thread at a time syncs or searches the store
+        self._store, self._held = index.open_store()
+        self._synced: np.ndarray | None = None
+        self._sync()
 
-    def _visible_view(self) -> tuple[np.ndarray, VectorStore, frozenset[str]]:
-        """(the decisions it was built from, a store of the images not hidden, their ids)."""
-        decisions, visible = self.moderation.decisions, ~self.moderation.hidden()
-        store = NumpyStore(self.index.store.ids[visible], np.asarray(self.index.store.vectors[visible]))
-        return decisions, store, frozenset(store.ids.tolist())
-
-    def _current(self) -> tuple[np.ndarray, VectorStore, frozenset[str]]:
-        """The visible view as of the review log now (rebuilt when a logged decision changed it)."""
+    def _sync(self) -> None:
+        """Bring the store in line with what is visible now (a no-op until a logged decision changes it)."""
         self.moderation.refresh()
-        if self._view[0] is not self.moderation.decisions:
-            self._view = self._visible_view()
-        return self._view
+        decisions = self.moderation.decisions
+        if self._synced is decisions:
+            return
+        with self._lock:
+            visible = ~self.moderation.hidden()
+            ids = np.asarray(self.index.ids, dtype=str)
+            reconcile(self._store, ids[visible].tolist(), self._vectors_of, held=ids[self._held].tolist())
+            self._held, self._synced = visible, decisions
 
-    @property
-    def _store(self) -> VectorStore:
-        return self._current()[1]
+    def _vectors_of(self, image_ids) -> np.ndarray:
+        return np.asarray(self.index.joint[[self._rows[i] for i in image_ids]], dtype=np.float32)
 
     @classmethod
     def open(
@@ -161,7 +164,8 @@ class Searcher:
 
     def __len__(self) -> int:
         """Number of images a query can return (indexed images minus hidden ones)."""
-        return len(self._store)
+        self._sync()
+        return int(self._held.sum())
 
     def path_of(self, image_id: str) -> Path:
         """Real path of a returnable image; KeyError for unknown or hidden ids, and
@@ -170,9 +174,11 @@ class Searcher:
 
     def checked_file(self, image_id: str) -> CheckedFile:
         """The returnable image's checked file: real path and the identity (hash) the index recorded."""
-        if image_id not in self._current()[2] or self.moderation.hidden(np.array([self._rows[image_id]]))[0]:
+        self._sync()
+        row = self._rows.get(image_id)
+        if row is None or self.moderation.hidden(np.array([row]))[0]:
             raise KeyError(f"unknown image id {image_id!r}")
-        return self.index.checked_file(self._rows[image_id])
+        return self.index.checked_file(row)
 
     def search(self, query: str, k: int = 5, min_score: float = 0.0) -> SearchResult:
         """Best ``k`` images for ``query`` with score >= ``min_score``, or the disclaimer."""
@@ -199,13 +205,17 @@ class Searcher:
     def _rank(self, text_feats: np.ndarray, n: int, n_rerank: int) -> list[Ranking]:
         """The ``n`` visible images nearest each text, the first ``n_rerank`` reranked by score; hidden rows
         are dropped (the store leaves them out; this also honours flags set after opening)."""
-        rankings = self._rerank(self._retrieve(text_feats, self._store, n), text_feats, n_rerank)
+        self._sync()
+        with self._lock:
+            rows = self._retrieve(text_feats, self._store, n)
+        rankings = self._rerank(rows, text_feats, n_rerank)
         return [self._without_flagged(ranking) for ranking in rankings]
 
     def _rank_unfiltered(self, text_feats: np.ndarray) -> tuple[np.ndarray, list[Ranking]]:
         """For evaluation only: every indexed image, child-flagged ones included, in joint-space order, and the
         same rankings with the first ``candidates`` reranked. Never returned to a user."""
-        rows = self._retrieve(text_feats, self.index.store, len(self.index))
+        everything = NumpyStore(np.asarray(self.index.ids, dtype=str), self.index.joint)
+        rows = self._retrieve(text_feats, everything, len(self.index))
         return rows, self._rerank(rows, text_feats, self.candidates)
 
     def _without_flagged(self, ranking: Ranking) -> Ranking:
@@ -213,11 +223,16 @@ class Searcher:
         return Ranking(ranking.rows[keep], ranking.scores[keep[: len(ranking.scores)]])
 
     def _retrieve(self, text_feats: np.ndarray, store: VectorStore, n: int) -> np.ndarray:
-        """Index rows (m, n) of the ``n`` images of ``store`` nearest each text in the joint space, nearest first."""
+        """Index rows (m, n') of the ``n`` images of ``store`` nearest each text in the joint space, nearest first.
+
+        Ids the index has no row for (a store written by an update that never finished) are dropped; every
+        query keeps as many rows as the one that kept the fewest."""
         if not len(text_feats):
             return np.zeros((0, 0), dtype=np.int64)
         ids, _ = store.search(self.bundle.joint_text(text_feats), n)
-        return np.array([[self._rows[i] for i in row] for row in ids.tolist()], dtype=np.int64).reshape(ids.shape)
+        rows = [[self._rows[i] for i in row if i in self._rows] for row in ids.tolist()]
+        width = min(len(row) for row in rows)
+        return np.array([row[:width] for row in rows], dtype=np.int64).reshape(len(rows), width)
 
     def _rerank(self, rows: np.ndarray, text_feats: np.ndarray, n: int) -> list[Ranking]:
         """Score the first ``n`` rows of each query with the relevance model, best first; the other rows follow

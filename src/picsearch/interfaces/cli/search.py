@@ -36,6 +36,17 @@ def index_command(
         bool,
         typer.Option("--no-wait", help="Fail (exit 2) instead of waiting while another process updates --out."),
     ] = False,
+    store: Annotated[
+        Optional[str],
+        typer.Option(
+            "--store",
+            help="Vector store: exact, ann (FAISS), milvus (Milvus Lite in --out) or milvus://HOST:PORT "
+            "(default: the index's current one, else exact). Changing it moves the stored vectors; nothing is embedded.",
+        ),
+    ] = None,
+    milvus_uri: Annotated[
+        Optional[str], typer.Option("--milvus-uri", help="Milvus server for --store milvus, e.g. http://HOST:19530.")
+    ] = None,
 ) -> None:
     """Index a gallery; a second run embeds only added or changed photos and drops removed ones.
 
@@ -44,15 +55,18 @@ def index_command(
     a name that is not UTF-8, a symlink loop or one leading out of the gallery, a shape no photo has)
     are skipped and named.
     """
-    from picsearch.index import IndexLockedError, build_index
+    from picsearch.index import IndexLockedError, build_index, parse_store
 
     def waiting(message: str) -> None:
         say(message, err=True)
 
     with user_errors(IndexLockedError):
+        if milvus_uri and not store:
+            raise ValueError("--milvus-uri: needs --store milvus")
+        spec = parse_store(store, milvus_uri) if store else None
         report = build_index(
             gallery, model, out, cache, vector_dtype="float16" if float16 else "float32", wait=not no_wait,
-            on_wait=waiting,
+            on_wait=waiting, store=spec,
         )
     print_update(report)
 

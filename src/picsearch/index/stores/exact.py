@@ -1,42 +1,19 @@
-"""Vector stores: the small interface retrieval goes through, and the default exact numpy store."""
+"""The exact store: every query scores every held vector (blocked matmul); the default for small galleries."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Sequence
 
 import numpy as np
 
-from picsearch.storage import load_array, save_array
-
 BLOCK_ROWS = 65_536  # rows scored per matmul: bounds the float32 copy of a float16 store
-
-
-@runtime_checkable
-class VectorStore(Protocol):
-    """Maps string ids to L2-normalized vectors and finds the most similar ones (inner product)."""
-
-    ids: np.ndarray
-
-    def __len__(self) -> int: ...
-
-    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        """Append vectors under new ids (ids already present raise ValueError)."""
-
-    def remove(self, ids: Sequence[str]) -> None:
-        """Drop the given ids (unknown ids are ignored)."""
-
-    def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(m, d) queries -> ids (m, k') and similarities (m, k'), best first; k' = min(k, len)."""
-
-    def save(self, folder: Path) -> None:
-        """Write the store into ``folder`` (safe formats, atomic per file)."""
 
 
 class NumpyStore:
     """Exact search on one (n, d) matrix, float16 or float32: blocked matmul + argpartition."""
 
-    kind = "numpy-exact"
+    kind = "exact"
 
     def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if vectors.ndim != 2 or len(ids) != len(vectors):
@@ -55,12 +32,14 @@ class NumpyStore:
     def dim(self) -> int:
         return self.vectors.shape[1]
 
-    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        if len(set(ids) & set(self.ids.tolist())):
-            raise ValueError("store.add: some ids are already in the store")
+    def held_ids(self) -> np.ndarray:
+        return self.ids
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         vectors = np.asarray(vectors).astype(self.vectors.dtype, copy=False)
         if vectors.shape != (len(ids), self.dim):
-            raise ValueError(f"store.add: expected ({len(ids)}, {self.dim}) vectors, got {vectors.shape}")
+            raise ValueError(f"store.upsert: expected ({len(ids)}, {self.dim}) vectors, got {vectors.shape}")
+        self.remove(ids)
         self.ids = np.concatenate([self.ids, np.asarray(ids, dtype=str)])
         self.vectors = np.concatenate([self.vectors, vectors])
 
@@ -87,14 +66,7 @@ class NumpyStore:
         return self.ids[np.take_along_axis(best_rows, order, axis=1)], np.take_along_axis(best_sims, order, axis=1)
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        save_array(folder / "vectors.npy", self.vectors)
-        save_array(folder / "ids.npy", self.ids)
-
-    @classmethod
-    def load(cls, folder: Path, mmap: bool = False) -> "NumpyStore":
-        """Read a saved store; ``mmap`` maps the matrix instead of reading it (pages load on demand)."""
-        return cls(load_array(folder / "ids.npy"), load_array(folder / "vectors.npy", mmap=mmap))
+        """Nothing to write: its vectors are the index's ``joint.npy`` rows it was opened with."""
 
     def nbytes(self) -> int:
         return int(self.vectors.nbytes + self.ids.nbytes)
@@ -107,4 +79,4 @@ def _top_k(sims: np.ndarray, k: int) -> np.ndarray:
     return np.argpartition(-sims, k - 1, axis=1)[:, :k]
 
 
-__all__ = ["NumpyStore", "VectorStore"]
+__all__ = ["NumpyStore"]

@@ -223,3 +223,24 @@ def test_an_update_cut_before_the_manifest_is_repaired_and_never_serves_a_gone_r
     held = set(repaired._store.held_ids().tolist())
     visible = {i for i, child in zip(repaired.index.ids, repaired.index.child) if not child}
     assert held == visible and removed_id not in held and len(list(index_copy.glob("data-*"))) == 1
+
+
+def test_index_command_chooses_the_store_and_names_a_bad_choice(index_copy, synthetic_bundle):
+    from typer.testing import CliRunner
+
+    from picsearch.interfaces.cli import app
+
+    args = ["index", str(index_copy.parent / "gallery"), "--model", str(synthetic_bundle), "--out", str(index_copy),
+            "--cache", str(index_copy.parent / "cache")]
+    for extra, message in ((["--store", "hnsw"], "--store: expected exact, ann, milvus"),
+                           (["--milvus-uri", "http://x:1"], "--milvus-uri: needs --store milvus")):
+        result = CliRunner().invoke(app, args + extra)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    unreachable = CliRunner().invoke(app, args + ["--store", "milvus://127.0.0.1:9"])
+    errors = [line for line in unreachable.output.splitlines() if line.startswith("error:")]
+    assert unreachable.exit_code == 2 and len(errors) == 1 and "http://127.0.0.1:9" in errors[0]
+    assert read_manifest(index_copy)["store"] == {"kind": "exact"}  # the index is left as it was
+    moved = CliRunner().invoke(app, args + ["--store", "ann"])
+    assert moved.exit_code == 0, moved.output
+    assert read_manifest(index_copy)["store"] == {"kind": "ann"}
+    assert CliRunner().invoke(app, args).exit_code == 0 and read_manifest(index_copy)["store"]["kind"] == "ann"

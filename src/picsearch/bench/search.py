@@ -1,14 +1,22 @@
-"""Search benchmark: index load time, memory per image and query latency for 1k..1M images.
+"""Search benchmark: store build time, index load time, memory per image, query latency and the
+approximate stores' recall, for 1k..1M images and each vector store.
 
-``python -m picsearch.bench.search [--artifacts DIR] [--sizes 1000 10000 100000 1000000] [--threads 1] [--json]``
+``python -m picsearch.bench.search [--artifacts DIR] [--sizes 1000 10000 100000 1000000]
+[--store exact ann milvus] [--threads 1] [--json]``
 
 Galleries beyond the real test images are synthetic with the real dimensions: each image's raw
-features are a real test image's features (drawn at random) and its joint vector is that image's
-joint vector plus noise, renormalized, so retrieval and reranking do the work they do on real
-data. The index is written and read through the real on-disk format (features float16, memory-
+features are a real test image's features (drawn at random) and its joint vector mixes two real
+images' joint vectors (weights 1 and up to 0.5) plus a little noise, renormalized. That keeps the
+vectors on the real images' manifold, with many near neighbours, so retrieval, reranking and the
+approximate stores do the work they do on real data (isotropic noise would make every vector
+nearly orthogonal to every other, which no gallery is). The exact index is written once per size;
+each other store is then filled from its stored vectors, as ``picsearch index --store`` migrates,
+and timed as "build". Recall@10/@100 compare each store's top-k with the exact top-k of the same
+visible images for the same queries. Milvus runs embedded (Milvus Lite) and only up to
+``--milvus-max`` images: Lite is a single-process test server, not what a cluster measures. The index is written and read through the real on-disk format (features float16, memory-
 mapped; joint vectors float32, or float16 from 1M images on). Latency is per query (one at a time),
-split into text encoding, retrieval (joint projection + exact search) and reranking (feature
-gather + relevance model). Two baselines are timed in the same run: the same search with the text
+split into text encoding, retrieval (joint projection + store search) and reranking (feature
+gather from the memory-mapped features + relevance model). Two baselines are timed in the same run: the same search with the text
 encoder on PyTorch (the pipeline before ONNX Runtime), and scoring every image of the gallery with the
 relevance model (no index, no candidates; skipped where its float32 copy of the features would not fit
 comfortably in memory). Every timed query is distinct unless ``--queries`` exceeds the test queries, and no
@@ -19,10 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +41,18 @@ from picsearch.config import DEFAULT_ARTIFACTS, resolve_data_dir
 from picsearch.data import load_dataset
 from picsearch.encoders import TextEncoder, get_text_encoder
 from picsearch.models import RelevanceBundle
-from picsearch.index import GalleryIndex, build_index, image_id
+from picsearch.index import GalleryIndex, NumpyStore, build_index, image_id, parse_store, read_manifest
+from picsearch.index.stores import write_store
 from picsearch.runtime import set_threads
 from picsearch.search import Searcher
+from picsearch.storage import save_json
 
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
 FLOAT16_FROM = 1_000_000
 OFFLINE_TEXT_ENCODERS = ("mpnet", "minilm")  # those that run on ONNX Runtime or PyTorch
 BASELINE_MAX_BYTES = 2 * 1024**3
 CHUNK = 100_000
+MILVUS_MAX = 100_000
 
 
 def synthetic_index(real: GalleryIndex, n: int, folder: Path, seed: int = 0) -> None:
@@ -54,8 +65,11 @@ def synthetic_index(real: GalleryIndex, n: int, folder: Path, seed: int = 0) -> 
     for start in range(0, n, CHUNK):
         pick = rng.integers(0, len(real), size=min(CHUNK, n - start))
         source[start : start + len(pick)] = real.features[pick]
-        noisy = pool_joint[pick] + rng.normal(0, 0.05, size=(len(pick), pool_joint.shape[1])).astype(np.float32)
-        joint[start : start + len(pick)] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+        other = pool_joint[rng.integers(0, len(real), size=len(pick))]
+        weight = rng.uniform(0, 0.5, size=(len(pick), 1)).astype(np.float32)
+        noise = rng.normal(0, 0.01, size=(len(pick), pool_joint.shape[1])).astype(np.float32)
+        mixed = pool_joint[pick] + weight * other + noise
+        joint[start : start + len(pick)] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
     paths = [f"synthetic/{i:07d}.jpg" for i in range(n)]
     ids = [image_id(path) for path in paths]
     flags_from = rng.integers(0, len(real), size=n)
@@ -114,48 +128,110 @@ def torch_twin(name: str) -> TextEncoder | None:
     return get_text_encoder(f"{name}:torch") if name in OFFLINE_TEXT_ENCODERS else None
 
 
+def switch_store(folder: Path, kind: str) -> float:
+    """Fill store ``kind`` from the index's stored vectors and point the manifest at it; seconds taken."""
+    index = GalleryIndex.load(folder)
+    t0 = time.perf_counter()
+    spec = write_store(parse_store(kind), folder, index.data_dir, index.ids, index.joint, ~index.child)
+    seconds = time.perf_counter() - t0
+    save_json(folder / "manifest.json", {**read_manifest(folder), "store": spec.to_json()})
+    return seconds
+
+
+def resident_bytes() -> int:
+    """Resident memory of this process and its children (Milvus Lite serves from a child process)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+        except OSError:
+            continue
+        todo += children.get(pid, [])
+    return total
+
+
+def recall_against_exact(searcher: Searcher, queries: list[str], ks: tuple[int, ...] = (10, 100)) -> dict[int, float]:
+    """Mean share of the exact top-k (visible images) that the searcher's store returns in its top-k."""
+    visible = ~searcher.moderation.hidden()
+    exact = NumpyStore(np.asarray(searcher.index.ids, dtype=str)[visible], searcher.index.joint[visible])
+    joint = searcher.bundle.joint_text(searcher.text_encoder.encode(queries))
+    truth, found = exact.search(joint, max(ks))[0], searcher._store.search(joint, max(ks))[0]
+    return {k: float(np.mean([len(set(t[:k]) & set(f[:k])) / min(k, len(t)) for t, f in zip(truth, found)])) for k in ks}
+
+
 def measure(
-    real_index: Path, artifacts: Path, n: int, queries: list[str], baseline_queries: int, work: Path,
+    folder: Path, artifacts: Path, n: int, kind: str, build_s: float, queries: list[str], baseline_queries: int,
     torch_encoder: TextEncoder | None = None,
 ) -> dict:
-    """One row of the table for a gallery of ``n`` images."""
-    folder = work / f"index-{n}"
-    synthetic_index(GalleryIndex.load(real_index), n, folder)
-    tracemalloc.start()
+    """One row of the table: the index at ``folder`` (``n`` images) searched through store ``kind``."""
+    before = resident_bytes()
     t0 = time.perf_counter()
     searcher = Searcher.open(folder, artifacts)
     load_s = time.perf_counter() - t0
-    resident = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
+    resident = resident_bytes() - before
     time_queries(searcher, queries[:5])  # warm-up: first-call costs, page cache
     steps = time_queries(searcher, queries)
     row = {
         "n": n,
+        "store": kind,
+        "searched": int((~searcher.moderation.hidden()).sum()),
+        "build_s": build_s,
         "load_s": load_s,
         "ram_per_image": resident / n,
         "disk_per_image": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / n,
         **{step: percentiles(values) for step, values in steps.items()},
+        **{f"recall@{k}": value for k, value in recall_against_exact(searcher, queries).items()},
     }
-    if torch_encoder is not None:
+    if kind == "exact" and torch_encoder is not None:
         onnx_encoder, searcher.text_encoder = searcher.text_encoder, torch_encoder
         time_queries(searcher, queries[:2])
         row["total_torch"] = percentiles(time_queries(searcher, queries[:baseline_queries])["total"])
         searcher.text_encoder = onnx_encoder
-    if searcher.index.features.size * 4 <= BASELINE_MAX_BYTES:
+    if kind == "exact" and searcher.index.features.size * 4 <= BASELINE_MAX_BYTES:
         row["baseline"] = percentiles(time_baseline(searcher, queries[:baseline_queries]))
-    shutil.rmtree(folder)
     return row
 
 
+def measure_size(
+    real_index: Path, artifacts: Path, n: int, stores: list[str], queries: list[str], baseline_queries: int,
+    work: Path, torch_encoder: TextEncoder | None = None, milvus_max: int = MILVUS_MAX,
+) -> list[dict]:
+    """The rows of one gallery size: the exact index, then each other store filled from its vectors."""
+    folder = work / f"index-{n}"
+    t0 = time.perf_counter()
+    synthetic_index(GalleryIndex.load(real_index), n, folder)
+    rows = [measure(folder, artifacts, n, "exact", time.perf_counter() - t0, queries, baseline_queries, torch_encoder)]
+    for kind in stores:
+        if kind != "exact" and not (kind == "milvus" and n > milvus_max):
+            rows.append(measure(folder, artifacts, n, kind, switch_store(folder, kind), queries, baseline_queries))
+    shutil.rmtree(folder)
+    exact = rows[0]["retrieve"][0]
+    for row in rows:
+        row["retrieve_speedup"] = exact / row["retrieve"][0]
+    return rows
+
+
 def table(rows: list[dict]) -> Table:
-    """The benchmark table: one row per gallery size."""
-    out = Table(title="search latency per query (ms, p50 / p99)")
-    for name in ("images", "load s", "RAM B/img", "disk B/img", "encode", "retrieve", "rerank", "total",
-                 "before: PyTorch encoder", "speed-up (p50)", "baseline: score all", "speed-up (p50) "):
+    """The benchmark table: one row per gallery size and store."""
+    out = Table(title="search per query (ms, p50 / p99); recall of the store's top-k against exact")
+    for name in ("images", "visible", "store", "build s", "load s", "RAM B/img", "disk B/img", "encode", "retrieve", "rerank",
+                 "total", "recall@10", "recall@100", "retrieve vs exact (p50)", "before: PyTorch encoder",
+                 "speed-up (p50)", "baseline: score all", "speed-up (p50) "):
         out.add_column(name, justify="right")
     for row in rows:
-        cells = [f"{row['n']:,}", f"{row['load_s']:.2f}", f"{row['ram_per_image']:,.0f}", f"{row['disk_per_image']:,.0f}"]
+        cells = [f"{row['n']:,}", f"{row['searched']:,}", row["store"], f"{row['build_s']:.1f}", f"{row['load_s']:.2f}",
+                 f"{row['ram_per_image']:,.0f}", f"{row['disk_per_image']:,.0f}"]
         cells += [f"{row[s][0]:.1f} / {row[s][1]:.1f}" for s in ("encode", "retrieve", "rerank", "total")]
+        cells += [f"{row['recall@10']:.3f}", f"{row['recall@100']:.3f}", f"{row['retrieve_speedup']:.1f}x"]
         if "total_torch" in row:
             cells += [f"{row['total_torch'][0]:.1f} / {row['total_torch'][1]:.1f}",
                       f"{row['total_torch'][0] / row['total'][0]:.2f}x"]
@@ -164,7 +240,7 @@ def table(rows: list[dict]) -> Table:
         if "baseline" in row:
             cells += [f"{row['baseline'][0]:.0f} / {row['baseline'][1]:.0f}", f"{row['baseline'][0] / row['total'][0]:.0f}x"]
         else:
-            cells += ["skipped (memory)", "—"]
+            cells += ["—" if row["store"] != "exact" else "skipped (memory)", "—"]
         out.add_row(*cells)
     return out
 
@@ -182,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=None, help="dataset folder (else $PICSEARCH_DATA)")
     parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="trained models")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--store", nargs="+", default=["exact"], choices=["exact", "ann", "milvus"],
+                        help="vector stores to measure (exact is always measured: it is the baseline)")
+    parser.add_argument("--milvus-max", type=int, default=MILVUS_MAX, help="largest gallery measured on Milvus Lite")
     parser.add_argument("--queries", type=int, default=200, help="timed queries per size")
     parser.add_argument("--baseline-queries", type=int, default=10, help="timed queries of each baseline")
     parser.add_argument("--threads", type=int, default=1, help="compute threads (as `picsearch serve` runs)")
@@ -199,15 +278,18 @@ def main(argv: list[str] | None = None) -> None:
         torch_encoder = torch_twin(RelevanceBundle.load(args.artifacts).text_encoder)
         rows = []
         for n in args.sizes:
-            rows.append(measure(real_index, args.artifacts, n, queries, args.baseline_queries, work, torch_encoder))
+            rows += measure_size(real_index, args.artifacts, n, args.store, queries, args.baseline_queries, work,
+                                 torch_encoder, args.milvus_max)
             console.print(f"measured {n:,} images", style="dim")
     if args.json:
         print(json.dumps({"threads": threads, "queries": args.queries, "rows": [row_json(row) for row in rows]}, indent=1))
         return
     console.print(table(rows))
     console.print(
-        f"{threads} compute thread(s). RAM: Python/numpy memory held after Searcher.open (tracemalloc); features stay "
-        "memory-mapped on disk. Before: the same searches with the text encoder on PyTorch; baseline: relevance "
+        f"{threads} compute thread(s). RAM: resident memory Searcher.open added (this process and Milvus Lite's); "
+        "features and joint vectors stay memory-mapped on disk. Visible: the images a query may return (child flags "
+        "are drawn from the real test images' flags); stores hold only these. Build: writing the exact index (synthetic rows "
+        "included), or filling the store from it. Before: the same searches with the text encoder on PyTorch; baseline: relevance "
         "model on every image (no index); same queries, same run."
     )
 

@@ -244,3 +244,14 @@ def test_index_command_chooses_the_store_and_names_a_bad_choice(index_copy, synt
     assert moved.exit_code == 0, moved.output
     assert read_manifest(index_copy)["store"] == {"kind": "ann"}
     assert CliRunner().invoke(app, args).exit_code == 0 and read_manifest(index_copy)["store"]["kind"] == "ann"
+
+
+def test_ann_store_of_a_tiny_gallery_is_flat_and_exact(tmp_path):
+    rng = np.random.default_rng(5)
+    ids, vectors = _ids(20), _unit(rng, 20, 8)
+    store = FaissStore(ids, vectors).fit(ids[:12])
+    store.save(tmp_path)
+    again = FaissStore.load(tmp_path, ids, vectors)
+    again.remove(ids[:2])
+    truth = NumpyStore(np.asarray(ids[2:12]), vectors[2:12]).search(vectors[:4], 3)[0]
+    assert again.search(vectors[:4], 3)[0].tolist() == truth.tolist()

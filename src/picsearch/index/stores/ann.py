@@ -20,7 +20,8 @@ import numpy as np
 from picsearch.storage import atomic_file, load_array, load_json, save_array, save_json
 
 INDEX_FILE, KEYS_FILE, PARAMS_FILE = "ann.faiss", "ann.keys.npy", "ann.json"
-TRAIN_PER_CELL = 64  # k-means sample: FAISS wants >= 39 points a cell
+TRAIN_PER_CELL = 64  # k-means sample per cell
+MIN_CELL = 39  # FAISS's k-means wants at least this many points a cell
 MAX_TRAIN = 200_000
 MISSING = -1  # FAISS's label for an empty result slot (the id ffffffffffffffff, odds 2^-64, is never found)
 
@@ -70,12 +71,14 @@ class FaissStore:
         if not len(keys):
             return self
         n = self.trained_on_ = len(keys)
-        self.nlist_ = self.nlist or max(1, min(round(4 * math.sqrt(n)), n // 39))
+        self.nlist_ = self.nlist or max(1, min(round(4 * math.sqrt(n)), n // MIN_CELL))
         self.nprobe_ = min(self.nlist_, self.nprobe or max(32, self.nlist_ // 16))
         size = min(n, MAX_TRAIN, max(TRAIN_PER_CELL * self.nlist_, 4 * self.pca_dim))
         sample = np.sort(self._rows(keys)[np.random.default_rng(0).permutation(n)[:size]])
         pca = f"PCA{self.pca_dim}," if self.dim > self.pca_dim and size >= 2 * self.pca_dim else ""
-        self.index_ = faiss.index_factory(self.dim, f"{pca}IVF{self.nlist_},SQ8", faiss.METRIC_INNER_PRODUCT)
+        # under MIN_CELL photos k-means has too few points for one cell: a flat (exact) index instead
+        layout = f"{pca}IVF{self.nlist_},SQ8" if n >= MIN_CELL else "IDMap2,Flat"
+        self.index_ = faiss.index_factory(self.dim, layout, faiss.METRIC_INNER_PRODUCT)
         self.index_.train(self._float32(sample))
         self._set_nprobe()
         self._add(keys)
@@ -171,7 +174,8 @@ class FaissStore:
     def _set_nprobe(self) -> None:
         import faiss
 
-        faiss.extract_index_ivf(self.index_).nprobe = self.nprobe_
+        if self.trained_on_ >= MIN_CELL:
+            faiss.extract_index_ivf(self.index_).nprobe = self.nprobe_
 
     def _rows(self, keys: np.ndarray) -> np.ndarray:
         positions = np.searchsorted(self._sorted_keys, keys)

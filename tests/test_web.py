@@ -383,3 +383,17 @@ def test_serve_command_names_a_missing_index(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path / "absent")])
     assert result.exit_code == 2
     assert "no index here" in result.output and "Traceback" not in result.output
+
+
+def test_an_unreachable_vector_store_is_a_503_naming_it(client: TestClient, searcher: WordSearcher, monkeypatch) -> None:
+    from picsearch.index.stores import MilvusStoreError
+
+    def down(*args, **kwargs):
+        raise MilvusStoreError("http://milvus:19530: Milvus search on 'picsearch_x' failed: server unavailable")
+
+    monkeypatch.setattr(searcher, "search_many", down)
+    monkeypatch.setattr(searcher, "search", down)
+    response = client.get("/api/search", params={"q": "blue sea"})
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert "vector store is unavailable" in response.json()["detail"] and "http://milvus:19530" in response.json()["detail"]
+    assert client.get("/healthz").status_code == 200  # the server itself stays up

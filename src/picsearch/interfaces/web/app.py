@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from picsearch import __version__
 from picsearch.data.files import CheckedFile, UncheckedFileError
 from picsearch.data.images import ImageReadError
+from picsearch.index.stores import MilvusStoreError
 from picsearch.interfaces.web.batcher import Overloaded, SearchBatcher
 from picsearch.interfaces.web.head import HeadAsGet
 from picsearch.interfaces.web.schemas import (
@@ -226,6 +227,10 @@ async def _search(state: WebState, params: SearchParams) -> SearchResponse:
         result = await state.batcher.search(params.q, params.k, params.min_score)
     except Overloaded as exc:
         raise HTTPException(503, f"busy: {exc}; retry later", headers={"Retry-After": str(RETRY_AFTER_S)}) from exc
+    except MilvusStoreError as exc:  # the Milvus server is down or refused: the page stays up, the search waits
+        raise HTTPException(
+            503, f"the vector store is unavailable ({exc}); retry later", headers={"Retry-After": str(RETRY_AFTER_S)}
+        ) from exc
     # A blocked answer never carries pictures, whatever the searcher returned.
     hits: Sequence[Any] = [] if result.blocked else result.hits
     return SearchResponse(

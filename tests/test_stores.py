@@ -70,7 +70,7 @@ def test_store_choice_is_parsed_with_errors_naming_the_option():
     assert StoreSpec.from_json("numpy-exact", "m") == StoreSpec()  # indexes written before the choice
 
 
-@pytest.mark.parametrize("dim,pca_dim", [(16, 512), (48, 16)])
+@pytest.mark.parametrize("dim,pca_dim", [(16, None), (48, 16)])
 def test_ann_store_agrees_with_exact_where_it_visits_every_cell(dim, pca_dim):
     rng = np.random.default_rng(2)
     ids, vectors, queries = _ids(400), _unit(rng, 400, dim), _unit(rng, 6, dim)

@@ -4,8 +4,9 @@ approximate stores' recall, for 1k..1M images and each vector store.
 ``python -m picsearch.bench.search [--artifacts DIR] [--sizes 1000 10000 100000 1000000]
 [--store exact ann milvus] [--threads 1] [--json]``
 
-Galleries beyond the real test images are synthetic with the real dimensions: each image's raw
-features are a real test image's features (drawn at random) and its joint vector mixes two real
+Galleries are synthetic with the real dimensions, drawn from a pool of real photos (``--pool``: the
+1,000 training photos by default; the 100 test photos make a gallery of near-duplicates, where the
+top-10 differ by noise alone): each image's raw features are a real photo's features (drawn at random) and its joint vector mixes two real
 images' joint vectors (weights 1 and up to 0.5) plus a little noise, renormalized. That keeps the
 vectors on the real images' manifold, with many near neighbours, so retrieval, reranking and the
 approximate stores do the work they do on real data (isotropic noise would make every vector
@@ -273,6 +274,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--store", nargs="+", default=["exact"], choices=["exact", "ann", "milvus"],
                         help="vector stores to measure (exact is always measured: it is the baseline)")
+    parser.add_argument("--pool", choices=["train", "test"], default="train",
+                        help="real photos the synthetic rows are drawn from (train: 1,000, more varied than test's 100)")
+    parser.add_argument("--cache", type=Path, default=None, help="embedding cache (default ARTIFACTS/cache)")
     parser.add_argument("--milvus-max", type=int, default=MILVUS_MAX, help="largest gallery measured on Milvus Lite")
     parser.add_argument("--queries", type=int, default=200, help="timed queries per size")
     parser.add_argument("--baseline-queries", type=int, default=10, help="timed queries of each baseline")
@@ -287,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="picsearch-bench-") as tmp:
         work = Path(tmp)
         real_index = work / "real"
-        build_index(dataset.test_images_dir, args.artifacts, real_index, progress=False)
+        pool = dataset.train_images_dir if args.pool == "train" else dataset.test_images_dir
+        build_index(pool, args.artifacts, real_index, args.cache, progress=False)
         torch_encoder = torch_twin(RelevanceBundle.load(args.artifacts).text_encoder)
         rows = []
         for n in args.sizes:
@@ -302,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{threads} compute thread(s). RAM: resident memory Searcher.open added (this process and Milvus Lite's); "
         "features and joint vectors stay memory-mapped on disk. Feature fetch: reading the reranked candidates' "
         "features (random rows) from the memory-mapped file, part of rerank. Visible: the images a query may return (child flags "
-        "are drawn from the real test images' flags); stores hold only these. Build: writing the exact index (synthetic rows "
+        "are drawn from the pool photos' flags); stores hold only these. Build: writing the exact index (synthetic rows "
         "included), or filling the store from it. Before: the same searches with the text encoder on PyTorch; baseline: relevance "
         "model on every image (no index); same queries, same run."
     )

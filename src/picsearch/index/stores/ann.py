@@ -1,7 +1,7 @@
 """The approximate store: a FAISS inverted-file index, re-scored exactly on the index's own vectors.
 
-Vectors are rotated by PCA (to at most ``pca_dim`` dimensions), assigned to ``nlist`` k-means cells and
-kept as 8-bit scalar codes; a query visits the ``nprobe`` nearest cells. The ``refine`` best codes are
+Vectors are assigned to ``nlist`` k-means cells and kept as 8-bit scalar codes (optionally after a PCA
+to ``pca_dim`` dimensions, which saves memory but costs recall: see docs/deployment.md); a query visits the ``nprobe`` nearest cells. The ``refine`` best codes are
 then re-scored exactly on the index's ``joint.npy`` rows (memory-mapped), so the order of what is
 returned is the exact one and only the candidate set is approximate. The FAISS file holds no pickle.
 
@@ -44,7 +44,7 @@ class FaissStore:
 
     def __init__(
         self, ids: Sequence[str], vectors: np.ndarray, nlist: int | None = None, nprobe: int | None = None,
-        pca_dim: int = 512, refine: int = 1000,
+        pca_dim: int | None = None, refine: int = 1000,
     ) -> None:
         self.all_ids = np.asarray(ids, dtype=str)
         self.vectors = vectors
@@ -73,9 +73,10 @@ class FaissStore:
         n = self.trained_on_ = len(keys)
         self.nlist_ = self.nlist or max(1, min(round(4 * math.sqrt(n)), n // MIN_CELL))
         self.nprobe_ = min(self.nlist_, self.nprobe or max(32, self.nlist_ // 16))
-        size = min(n, MAX_TRAIN, max(TRAIN_PER_CELL * self.nlist_, 4 * self.pca_dim))
+        size = min(n, MAX_TRAIN, max(TRAIN_PER_CELL * self.nlist_, 4 * (self.pca_dim or 0)))
         sample = np.sort(self._rows(keys)[np.random.default_rng(0).permutation(n)[:size]])
-        pca = f"PCA{self.pca_dim}," if self.dim > self.pca_dim and size >= 2 * self.pca_dim else ""
+        reduce = self.pca_dim is not None and self.dim > self.pca_dim and size >= 2 * self.pca_dim
+        pca = f"PCA{self.pca_dim}," if reduce else ""
         # under MIN_CELL photos k-means has too few points for one cell: a flat (exact) index instead
         layout = f"{pca}IVF{self.nlist_},SQ8" if n >= MIN_CELL else "IDMap2,Flat"
         self.index_ = faiss.index_factory(self.dim, layout, faiss.METRIC_INNER_PRODUCT)

@@ -10,7 +10,6 @@ from picsearch.interfaces.cli import app
 from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.models import RelevanceBundle
 from picsearch.models.layout import ImageLayout
-from picsearch.models.retrieval_cv import GALLERIES, _galleries
 from picsearch.models.selection import TRAINING_DATA_OPTIONS, Encoders, choose_joint, joint_options
 
 
@@ -39,22 +38,6 @@ def test_choose_joint_takes_the_smallest_space_within_one_standard_error() -> No
     assert choose_joint(summary, n_queries=1600) == "mid"  # "small" is 2.7 errors below; "tie" has a worse MRR
     assert choose_joint(summary, n_queries=100_000) == "big"  # with this many queries 0.004 is a real difference
     assert choose_joint({"only": option(0.5, 0.3, 10)}, n_queries=10) == "only"
-
-
-def test_galleries_drop_captions_with_a_second_right_answer() -> None:
-    images = [f"i{n}.jpg" for n in range(150)]
-    queries = pd.DataFrame({
-        "query_id": [f"i{n}.jpg#0" for n in range(150)] + ["i1.jpg#3", "i2.jpg#4"],
-        "image": images + ["i0.jpg", "i0.jpg"],  # two crowd-confirmed captions of i0, written for i1 and i2
-    })
-    drawn = list(_galleries(queries, images, np.random.default_rng(0)))
-    assert len(drawn) == GALLERIES
-    for gallery, query_ids, targets in drawn:
-        assert len(gallery) == 100 and gallery == sorted(set(gallery))
-        chosen = queries.set_index("query_id").loc[query_ids, "image"]
-        assert [gallery[t] for t in targets] == chosen.tolist()
-        for crowd, author in (("i1.jpg#3", "i1.jpg"), ("i2.jpg#4", "i2.jpg")):
-            assert (crowd in query_ids) == ("i0.jpg" in gallery and author not in gallery)
 
 
 @pytest.mark.data

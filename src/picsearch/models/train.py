@@ -26,7 +26,7 @@ from picsearch.models.evaluate import CVResult, cross_validate
 from picsearch.models.layout import ImageLayout
 from picsearch.models.matching import JointSpace
 from picsearch.models.retrieval_cv import (
-    GALLERIES, GALLERY_SIZE, RERANK_CANDIDATES, matchers_of, retrieval_cv, retrieval_queries,
+    GALLERY_SIZES, RERANK_CANDIDATES, SELECTION_SIZE, matchers_of, retrieval_cv, retrieval_queries,
 )
 from picsearch.models.selection import (
     TRAINING_DATA_OPTIONS, Encoders, TrainingData, candidate_models, joint_options, lowest_rmse, matcher_factories,
@@ -107,8 +107,8 @@ def train_models(
     queries = retrieval_queries(dataset, data)
     retrieval, joint_name = retrieval_cv(data, queries, folds, selected_cv.models, factories, step)
     metrics["retrieval_cv"] = {
-        "joint": joint_name, "candidates": RERANK_CANDIDATES, "gallery_size": GALLERY_SIZE,
-        "galleries_per_fold": GALLERIES, "options": retrieval,
+        "joint": joint_name, "candidates": RERANK_CANDIDATES, "gallery_size": SELECTION_SIZE,
+        "gallery_sizes": list(GALLERY_SIZES), "options": retrieval,
     }
 
     step(f"refit {selected}")

@@ -60,7 +60,9 @@ def test_train_end_to_end_on_real_data(real_data: Path, real_artifacts: Path) ->
     assert metrics["child_detector"]["cv"]["recall"] >= 0.99
     retrieval = metrics["retrieval_cv"]
     joint, reranked = retrieval["options"][retrieval["joint"]], retrieval["options"][f"{retrieval['joint']}+rerank"]
-    assert joint["recall@5"] > 0.6 and reranked["mrr"] > joint["mrr"] - 0.02  # ordering by score loses nothing
+    assert joint["gallery_size"] == 1000 and joint["recall@5"] > 0.25  # chance: 0.005
+    at_200, reranked_200 = joint["by_size"]["200"], reranked["by_size"]["200"]
+    assert at_200["recall@5"] > 0.55 and reranked_200["mrr"] > at_200["mrr"] - 0.02  # ordering by score loses nothing
     bundle = RelevanceBundle.load(out)
     assert bundle.image_encoder == DEFAULT_IMAGE_ENCODER and bundle.text_encoder == DEFAULT_TEXT_ENCODER
     report = CliRunner().invoke(app, ["report", "models", "--model", str(out), "--data", str(real_data)])

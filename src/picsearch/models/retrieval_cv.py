@@ -4,23 +4,31 @@ joint space and to measure what reranking by the relevance score adds.
 Per fold, the gallery is every image the fold holds out (200 of 1,000), searched with the captions that describe
 them by the models fitted on the other folds. A query's *distractors* are the gallery's other images, less any
 it is known to describe too (crowd-confirmed, or the image it was written for). Galleries of other sizes are
-resampled from those distractors, never from training images (the fold's model has seen them) nor from other
-folds (their scores come from another model): ``beats`` of a query's ``pool`` distractors score at least its
-target, so in a gallery of N images (N - 1 distractors) its rank is 1 + Hypergeometric(pool, beats, N - 1) when
-the pool allows drawing without replacement (the exact mean over every such gallery), else
-1 + Binomial(N - 1, beats / pool) (distractors drawn with replacement). Recall@K, MRR and median rank are
-expectations over that distribution. Reranking depends on which distractors are drawn together, so its ranks at
-each size are Monte Carlo draws of the same galleries.
+drawn from those distractors only, never from training images (the fold's model has seen them) nor from other
+folds (their scores come from another model). ``beats`` of a query's ``pool`` distractors score at least its
+target; in a gallery of N images (N - 1 distractors):
+
+- when the pool holds N - 1 distractors, the rank is 1 + Hypergeometric(pool, beats, N - 1): the exact mean over
+  every such gallery (at the pool's size, the direct rank);
+- beyond the pool, each query's beat probability p is unknown: drawing the same distractors again would make a
+  target that beats all 199 unbeatable among 999. p gets the posterior of an empirical-Bayes prior (a mixture
+  of two betas fitted by maximum likelihood to every query's beats), and the rank is 1 + the posterior
+  predictive beta-binomial count among N - 1 new distractors. On the default models, predicting the 200-image
+  fold galleries from 49 distractors per query so lands within 0.005 of the direct R@1, R@5, R@10 and MRR
+  (resampling with p = beats / pool overshoots R@1 by 0.2).
+
+Recall@K, MRR and median rank are expectations over that distribution. Reranking depends on which distractors
+are drawn together, so its ranks are Monte Carlo galleries drawn without replacement, at the sizes the folds hold.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from picsearch.data.tables import Dataset, caption_image
 from picsearch.metrics import RECALL_KS, rank_of, ranks_of_targets, summarize
@@ -38,7 +46,7 @@ GALLERY_SIZES = (100, 200, 1000)
 SELECTION_SIZE = 1000
 """The size whose Recall@5 chooses the joint space: the size of the galleries users index."""
 RERANK_DRAWS = 10
-"""Monte Carlo galleries per query and size for the reranked estimate."""
+"""Monte Carlo galleries per query and size for the reranked estimate (sizes up to a fold's gallery)."""
 
 
 def retrieval_ranks(
@@ -111,15 +119,56 @@ def beat_counts(scores: np.ndarray, gallery: FoldGallery) -> np.ndarray:
     return ((scores >= own[:, None]) & gallery.distractors).sum(axis=1)
 
 
-def rank_distribution(beats: np.ndarray, pool: np.ndarray, size: int) -> np.ndarray:
-    """``P[q, r]``: probability that query ``q``'s target ranks ``r + 1`` in a gallery of ``size`` images (the
-    target and ``size - 1`` distractors resampled from its pool: without replacement when the pool allows)."""
+@dataclass(frozen=True)
+class BeatPrior:
+    """A mixture of two betas over the queries' probability that a random distractor outscores the target."""
+
+    weight: float
+    alphas: tuple[float, float]
+    betas: tuple[float, float]
+
+    @classmethod
+    def fit(cls, beats: np.ndarray, pool: np.ndarray) -> BeatPrior:
+        """Maximum likelihood on the beta-binomial counts ``beats`` of ``pool`` (L-BFGS, log parameters)."""
+        start = np.array([0.0, np.log(0.3), np.log(1.0), np.log(30.0), np.log(3.0)])
+        found = optimize.minimize(lambda theta: -cls._of(theta)._log_joint(beats, pool).sum(), start,
+                                  method="L-BFGS-B", bounds=[(-10, 10)] + [(-7, 9)] * 4)
+        return cls._of(found.x)
+
+    @classmethod
+    def _of(cls, theta: np.ndarray) -> BeatPrior:
+        a1, a2, b1, b2 = np.exp(theta[1:])
+        return cls(float(1 / (1 + np.exp(-theta[0]))), (float(a1), float(a2)), (float(b1), float(b2)))
+
+    def _log_joint(self, beats: np.ndarray, pool: np.ndarray) -> np.ndarray:
+        """``(queries, 2)``: log P(component) + log P(beats | pool, component)."""
+        weights = np.log([self.weight, 1 - self.weight])
+        return np.column_stack([
+            w + stats.betabinom.logpmf(beats, pool, a, b) for w, a, b in zip(weights, self.alphas, self.betas)
+        ]).reshape(len(beats), 2) if len(beats) else np.zeros((0, 2))
+
+    def predictive(self, beats: np.ndarray, pool: np.ndarray, draws: int) -> np.ndarray:
+        """``(queries, draws + 1)``: posterior predictive distribution of how many of ``draws`` new distractors
+        outscore each query's target, given ``beats`` of ``pool``."""
+        log_joint = self._log_joint(beats, pool)
+        responsibility = np.exp(log_joint - np.logaddexp(log_joint[:, :1], log_joint[:, 1:]))
+        k = np.arange(draws + 1)[None, :]
+        beats, pool = beats[:, None], pool[:, None]
+        return sum(responsibility[:, [j]] * stats.betabinom.pmf(k, draws, a + beats, b + pool - beats)
+                   for j, (a, b) in enumerate(zip(self.alphas, self.betas)))
+
+
+def rank_distribution(beats: np.ndarray, pool: np.ndarray, size: int, prior: BeatPrior) -> np.ndarray:
+    """``P[q, r]``: probability that query ``q``'s target ranks ``r + 1`` in a gallery of ``size`` images: exact
+    (hypergeometric) where its pool holds ``size - 1`` distractors, else ``prior``'s posterior predictive."""
     draws = size - 1
+    beats, pool = np.asarray(beats), np.asarray(pool)
+    distribution = np.empty((len(beats), size))
+    inside = pool >= draws
     k = np.arange(size)[None, :]
-    beats, pool = np.asarray(beats)[:, None], np.asarray(pool)[:, None]
-    exact = stats.hypergeom.pmf(k, np.maximum(pool, draws), beats, draws)
-    resampled = stats.binom.pmf(k, draws, beats / np.maximum(pool, 1))
-    return np.where(pool >= draws, exact, resampled)
+    distribution[inside] = stats.hypergeom.pmf(k, pool[inside, None], beats[inside, None], draws)
+    distribution[~inside] = prior.predictive(beats[~inside], pool[~inside], draws)
+    return distribution
 
 
 def expected_summary(distribution: np.ndarray, ks: tuple[int, ...] = RECALL_KS) -> dict[str, float]:
@@ -137,21 +186,23 @@ def resampled_ranks(
     joint: np.ndarray, gallery: FoldGallery, size: int, rng: np.random.Generator, draws: int = RERANK_DRAWS,
     rerank: np.ndarray | None = None, candidates: int = RERANK_CANDIDATES,
 ) -> np.ndarray:
-    """Ranks of each query's target in ``draws`` random galleries of ``size`` images, ``(queries, draws)``.
+    """Ranks of each query's target in ``draws`` random galleries of ``size`` images (fewer where its pool is
+    smaller: then all of it), ``(queries, draws)``.
 
-    Distractors are drawn from each query's pool as in :func:`rank_distribution`; ``joint[q, i]`` orders the
-    gallery, and ``rerank[q, i]`` (when given) reorders its top ``candidates``, as search does.
+    ``joint[q, i]`` orders the gallery, and ``rerank[q, i]`` (when given) reorders its top ``candidates``, as
+    search does.
     """
-    rows = np.arange(len(gallery.targets))[:, None]
-    own_joint = joint[rows[:, 0], gallery.targets][:, None]
+    rows = np.arange(len(gallery.targets))
+    own_joint = joint[rows, gallery.targets][:, None]
     ranks = np.empty((len(rows), draws))
     for draw in range(draws):
-        drawn = draw_distractors(gallery, size - 1, rng)
-        beaten = joint[rows, drawn] >= own_joint
-        ranks[:, draw] = 1 + beaten.sum(axis=1)
+        drawn, valid = draw_distractors(gallery, size - 1, rng)
+        drawn_joint = np.where(valid, joint[rows[:, None], drawn], -np.inf)
+        ranks[:, draw] = 1 + (drawn_joint >= own_joint).sum(axis=1)
         if rerank is not None:
-            ranks[:, draw] = _reranked(ranks[:, draw], joint[rows, drawn], rerank[rows, drawn], rerank[
-                rows[:, 0], gallery.targets], candidates)
+            drawn_rerank = np.where(valid, rerank[rows[:, None], drawn], -np.inf)
+            ranks[:, draw] = _reranked(ranks[:, draw], drawn_joint, drawn_rerank, rerank[rows, gallery.targets],
+                                       candidates)
     return ranks
 
 
@@ -159,21 +210,19 @@ def _reranked(ranks: np.ndarray, joint: np.ndarray, rerank: np.ndarray, own: np.
               ) -> np.ndarray:
     """A target ranked within ``candidates`` by joint is outranked only by the candidates that outscore it."""
     kept = min(candidates - 1, joint.shape[1])
-    top = np.argpartition(-joint, kept - 1, axis=1)[:, :kept] if kept else np.zeros((len(joint), 0), dtype=int)
+    if not kept:
+        return np.where(ranks <= candidates, 1.0, ranks)
+    top = np.argpartition(-joint, kept - 1, axis=1)[:, :kept]
     beaten = (np.take_along_axis(rerank, top, axis=1) >= own[:, None]).sum(axis=1)
     return np.where(ranks <= candidates, 1 + beaten, ranks)
 
 
-def draw_distractors(gallery: FoldGallery, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``(queries, count)`` gallery columns: distractors of each query, without replacement where its pool
-    allows, else with replacement."""
-    pool = gallery.pool
+def draw_distractors(gallery: FoldGallery, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(queries, count)`` gallery columns drawn without replacement from each query's distractors, and which
+    of them are real draws (a pool smaller than ``count`` fills only its first ``pool`` places)."""
     keys = np.where(gallery.distractors, rng.random(gallery.distractors.shape), np.inf)
-    by_key = np.argsort(keys, axis=1)  # a random order of each query's distractors, the rest behind
-    positions = np.tile(np.arange(count), (len(pool), 1))
-    with_replacement = pool < count
-    positions[with_replacement] = (rng.random((with_replacement.sum(), count)) * pool[with_replacement, None]).astype(int)
-    return np.take_along_axis(by_key, positions, axis=1)
+    drawn = np.argsort(keys, axis=1)[:, :count]  # a random order of each query's distractors, the rest behind
+    return drawn, np.arange(drawn.shape[1])[None, :] < gallery.pool[:, None]
 
 
 def matchers_of(model: RelevanceModel, factories: dict[str, MatcherFactory], data: TrainingSet) -> dict[str, Matcher]:
@@ -196,8 +245,9 @@ def retrieval_cv(
     candidates reranked by the model's score); ``fold_models`` are the selected model fitted on each fold
     (their matchers are reused when they have some).
 
-    Each option's summary holds its numbers at :data:`SELECTION_SIZE`, ``dims`` and ``by_size`` (the numbers
-    at every size of :data:`GALLERY_SIZES`). Returns the summaries and the option :func:`choose_joint` picks.
+    Each option's summary holds its numbers at :data:`SELECTION_SIZE`, ``dims``, ``by_size`` (the numbers at
+    every size of :data:`GALLERY_SIZES`) and its ``beat_prior``; ``+rerank`` is measured at the sizes every
+    fold's gallery holds. Returns the summaries and the option :func:`choose_joint` picks.
     """
     beats: dict[str, list[np.ndarray]] = {}
     dims: dict[str, int] = {}
@@ -211,23 +261,27 @@ def retrieval_cv(
             beats.setdefault(option, []).append(beat_counts(scores, gallery))
         prepared.append((model, matchers, gallery, image_feats, text_feats))
     pool = np.concatenate([gallery.pool for *_, gallery, _, _ in prepared])
-    summary = {
-        option: _by_size({size: expected_summary(rank_distribution(np.concatenate(b), pool, size))
-                          for size in GALLERY_SIZES}, dims[option])
-        for option, b in beats.items()
-    }
+    summary = {option: _option_summary(np.concatenate(b), pool, dims[option]) for option, b in beats.items()}
     best = choose_joint(summary, n_queries=len(pool))
     rng = np.random.default_rng(seed)
-    reranked: dict[int, list[np.ndarray]] = {size: [] for size in GALLERY_SIZES}
+    sizes = [size for size in GALLERY_SIZES if size <= min(len(gallery.images) for *_, gallery, _, _ in prepared)]
+    reranked: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
     for model, matchers, gallery, image_feats, text_feats in prepared:
         joint, _ = _joint_scores(JointSpace(matchers, joint_options(list(matchers))[best]), image_feats, text_feats)
         rerank = score_grid(model, image_feats, text_feats)
-        for size in GALLERY_SIZES:
+        for size in sizes:
             reranked[size].append(resampled_ranks(joint, gallery, size, rng, rerank=rerank).ravel())
-    summary[f"{best}+rerank"] = _by_size(
-        {size: summarize(np.concatenate(r), digits=None) for size, r in reranked.items()}, dims[best]
-    )
+    if sizes:
+        summary[f"{best}+rerank"] = _by_size(
+            {size: summarize(np.concatenate(r), digits=None) for size, r in reranked.items()}, dims[best]
+        )
     return summary, best
+
+
+def _option_summary(beats: np.ndarray, pool: np.ndarray, dims: int) -> dict:
+    prior = BeatPrior.fit(beats, pool)
+    summaries = {size: expected_summary(rank_distribution(beats, pool, size, prior)) for size in GALLERY_SIZES}
+    return {**_by_size(summaries, dims), "beat_prior": asdict(prior)}
 
 
 def _joint_scores(joint: JointSpace, image_feats: np.ndarray, text_feats: np.ndarray) -> tuple[np.ndarray, int]:
@@ -236,7 +290,11 @@ def _joint_scores(joint: JointSpace, image_feats: np.ndarray, text_feats: np.nda
 
 
 def _by_size(summaries: dict[int, dict], dims: int) -> dict:
-    return {**summaries[SELECTION_SIZE], "dims": dims, "by_size": {str(size): s for size, s in summaries.items()}}
+    """The numbers at :data:`SELECTION_SIZE` (else the largest size measured), ``gallery_size`` saying which,
+    ``dims``, and ``by_size``."""
+    size = SELECTION_SIZE if SELECTION_SIZE in summaries else max(summaries)
+    return {**summaries[size], "gallery_size": size, "dims": dims,
+            "by_size": {str(n): s for n, s in summaries.items()}}
 
 
 def retrieval_queries(dataset: Dataset, data: TrainingSet) -> pd.DataFrame:

@@ -148,21 +148,25 @@ def save_training(folder: Path, dataset: Dataset, result: TrainResult) -> Path:
     return folder
 
 
-def fit_from_dataset(
-    dataset: Dataset, image_encoder: str, text_encoder: str, cache_dir: Path, config: TrainConfig = TrainConfig()
-) -> TrainResult:
-    """Embed (through the cache) every image, caption and ImageNet class prompt, then :func:`train_models`."""
+def encoders_of(feats: DatasetFeatures, image_encoder: str, text_encoder: str, cache_dir: Path) -> Encoders:
+    """The encoders behind ``feats``, with the ImageNet class prompts embedded (through the cache) if it has probs."""
     from picsearch.encoders import get_text_encoder
 
-    feats = dataset_features(dataset, image_encoder, text_encoder, cache_dir, progress=True)
     layout = ImageLayout.from_fields(feats.fields, feats.image_vectors.shape[1])
     class_texts = (
         embed_texts(class_prompts(layout.probs[1] - layout.probs[0]), get_text_encoder(text_encoder), cache_dir)
         if layout.probs is not None
         else None
     )
-    encoders = Encoders(image_encoder, feats.image_encoder_id, text_encoder, feats.text_encoder_id, layout, class_texts)
-    result = train_models(dataset, feats, encoders, config)
+    return Encoders(image_encoder, feats.image_encoder_id, text_encoder, feats.text_encoder_id, layout, class_texts)
+
+
+def fit_from_dataset(
+    dataset: Dataset, image_encoder: str, text_encoder: str, cache_dir: Path, config: TrainConfig = TrainConfig()
+) -> TrainResult:
+    """Embed (through the cache) every image, caption and ImageNet class prompt, then :func:`train_models`."""
+    feats = dataset_features(dataset, image_encoder, text_encoder, cache_dir, progress=True)
+    result = train_models(dataset, feats, encoders_of(feats, image_encoder, text_encoder, cache_dir), config)
     if config.multilingual and config.multilingual != text_encoder:
         result.bundle.text_map, result.metrics["text_map"] = train_text_map(
             dataset, feats, config.multilingual, cache_dir

@@ -119,6 +119,14 @@ def beat_counts(scores: np.ndarray, gallery: FoldGallery) -> np.ndarray:
     return ((scores >= own[:, None]) & gallery.distractors).sum(axis=1)
 
 
+PRIOR_STARTS = tuple(
+    (np.log(w / (1 - w)), np.log(a1), np.log(a2), np.log(b1), np.log(b2))
+    for w, a1, a2, b1, b2 in ((0.5, 0.3, 1.0, 60.0, 4.0), (0.3, 1.0, 0.3, 60.0, 5.0), (0.7, 0.5, 0.6, 30.0, 6.0))
+)
+"""Starting points of :meth:`BeatPrior.fit` (weight, alphas, betas): a component of rarely beaten queries and
+one of often beaten ones, in either order and weight."""
+
+
 @dataclass(frozen=True)
 class BeatPrior:
     """A mixture of two betas over the queries' probability that a random distractor outscores the target."""
@@ -129,11 +137,16 @@ class BeatPrior:
 
     @classmethod
     def fit(cls, beats: np.ndarray, pool: np.ndarray) -> BeatPrior:
-        """Maximum likelihood on the beta-binomial counts ``beats`` of ``pool`` (L-BFGS, log parameters)."""
-        start = np.array([0.0, np.log(0.3), np.log(1.0), np.log(30.0), np.log(3.0)])
-        found = optimize.minimize(lambda theta: -cls._of(theta)._log_joint(beats, pool).sum(), start,
-                                  method="L-BFGS-B", bounds=[(-10, 10)] + [(-7, 9)] * 4)
-        return cls._of(found.x)
+        """Maximum likelihood on the beta-binomial counts ``beats`` of ``pool`` (L-BFGS on log parameters, the
+        best of :data:`PRIOR_STARTS`: a single start can settle with both components equal)."""
+
+        def loss(theta: np.ndarray) -> float:
+            log_joint = cls._of(theta)._log_joint(beats, pool)
+            return -float(np.logaddexp(log_joint[:, 0], log_joint[:, 1]).sum())
+
+        fits = [optimize.minimize(loss, np.array(start), method="L-BFGS-B", bounds=[(-10, 10)] + [(-7, 9)] * 4)
+                for start in PRIOR_STARTS]
+        return cls._of(min(fits, key=lambda fit: fit.fun).x)
 
     @classmethod
     def _of(cls, theta: np.ndarray) -> BeatPrior:

@@ -106,7 +106,9 @@ def fold_gallery(queries: pd.DataFrame, held_out: set[str]) -> FoldGallery:
     return FoldGallery(images, chosen["query_id"][kept].tolist(), targets, distractors[kept])
 
 
-def fold_galleries(data: TrainingSet, queries: pd.DataFrame, folds: list[Split]) -> Iterator[tuple[set[str], FoldGallery]]:
+def fold_galleries(
+    data: TrainingSet, queries: pd.DataFrame, folds: list[Split]
+) -> Iterator[tuple[set[str], FoldGallery]]:
     """(training images, gallery of the held-out images) per fold."""
     for split in folds:
         train_images, test_images = split_images(data.evaluation["image"], split)
@@ -158,7 +160,7 @@ class BeatPrior:
         weights = np.log([self.weight, 1 - self.weight])
         return np.column_stack([
             w + stats.betabinom.logpmf(beats, pool, a, b) for w, a, b in zip(weights, self.alphas, self.betas)
-        ]).reshape(len(beats), 2) if len(beats) else np.zeros((0, 2))
+        ])
 
     def predictive(self, beats: np.ndarray, pool: np.ndarray, draws: int) -> np.ndarray:
         """``(queries, draws + 1)``: posterior predictive distribution of how many of ``draws`` new distractors

@@ -83,3 +83,12 @@ def test_matching_head_score_never_falls_as_a_similarity_rises() -> None:
             grid = np.full((len(steps), n_features), other, dtype=np.float32)
             grid[:, column] = steps
             assert np.all(np.diff(head.booster_.predict(grid)) >= -1e-12)
+
+
+def test_matching_head_grid_scores_every_text_against_every_image_as_aligned_rows_do() -> None:
+    head = models()[3].fit(DATA.restrict({f"img{i}.jpg" for i in range(40)}))
+    images, texts = DATA.images([f"img{i}.jpg" for i in range(40, 50)]), DATA.texts(list(DATA.text_row)[:7])
+    grid = head.predict_grid(images, texts, chunk=3)  # chunks that do not divide the texts
+    aligned = head.predict(np.tile(images, (len(texts), 1)), np.repeat(texts, len(images), axis=0))
+    assert grid.shape == (7, 10) and np.unique(grid).size > 1
+    np.testing.assert_allclose(grid, aligned.reshape(7, 10), atol=1e-6)

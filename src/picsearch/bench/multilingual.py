@@ -2,8 +2,9 @@
 
 ``python -m picsearch.bench.multilingual [--data DIR] [--cache DIR] [--queries tests/data/ru_queries.tsv]``
 
-Both designs are measured on the same 5 folds by image and the same held-out galleries as `picsearch train`'s
-retrieval estimate (the matching head on the ``expert`` training data, its joint space chosen on English):
+Both designs are measured on the same 5 folds by image and the same fold galleries (every held-out image) as
+`picsearch train`'s retrieval estimate (the matching head on the ``expert`` training data, its joint space chosen
+on English):
 
 - ``map``: MPNet stays the text tower; a ridge map from multilingual-e5-small into MPNet's space, fitted per
   fold on the training fold's English captions only (alpha by grouped CV inside the fold), carries a query
@@ -39,7 +40,7 @@ from picsearch.models.evaluate import cross_validate
 from picsearch.models.matching import ImageLayout, JointSpace
 from picsearch.models.multilingual import MappedTextEncoder, TextMap, fit_text_map, training_captions
 from picsearch.models.retrieval_cv import (
-    RERANK_CANDIDATES, _galleries, matchers_of, retrieval_cv, retrieval_queries, retrieval_ranks,
+    RERANK_CANDIDATES, fold_galleries, matchers_of, retrieval_cv, retrieval_queries, retrieval_ranks,
 )
 from picsearch.models.selection import Encoders, candidate_models, joint_options, matcher_factories
 from picsearch.models.splits import grouped_folds, split_images
@@ -90,33 +91,31 @@ def fit_design(name: str, dataset, feats: DatasetFeatures, text_encoder: str, ca
 def translated_search(design: Design, queries: pd.DataFrame, text_feats: dict[str, list[np.ndarray]]):
     """Ranks of each query's image per variant (``text_feats[variant][fold]`` rows align with ``queries``), and
     the mean absolute score differences of each variant against ``"en"`` (candidates, target)."""
-    rng = np.random.default_rng(0)  # the same galleries as retrieval_cv's
     ranks = {variant: [] for variant in text_feats}
     gaps = {variant: ([], []) for variant in text_feats}
     position = {query_id: i for i, query_id in enumerate(queries["query_id"])}
-    for fold, (split, model, matchers) in enumerate(zip(design.folds, design.models, design.matchers)):
-        _, test_images = split_images(design.data.evaluation["image"], split)
+    galleries = fold_galleries(design.data, queries, design.folds)  # the fold galleries of retrieval_cv
+    for fold, ((_, gallery), model, matchers) in enumerate(zip(galleries, design.models, design.matchers)):
         joint = JointSpace(matchers, joint_options(list(matchers))[design.joint])
-        for gallery, query_ids, targets in _galleries(queries, sorted(test_images), rng):
-            rows = [position[q] for q in query_ids]
-            image_feats = design.data.images(gallery)
-            joint_images = joint.embed_image(image_feats)
-            scored = {}
-            for variant, per_fold in text_feats.items():
-                feats = per_fold[fold][rows]
-                ranks[variant].append(retrieval_ranks(
-                    joint_images, joint.embed_text(feats), targets, candidates=RERANK_CANDIDATES,
-                    rerank=lambda r, q, f=feats: model.predict(image_feats[r], f[q]),
-                ))
-                scored[variant] = feats
-            english_top = np.argsort(-(joint.embed_text(scored["en"]) @ joint_images.T), axis=1)[:, :RERANK_CANDIDATES]
-            for variant, feats in scored.items():
-                for q, target in enumerate(targets):
-                    cand = np.append(english_top[q], target)
-                    diff = np.abs(model.predict(image_feats[cand], feats[[q] * len(cand)])
-                                  - model.predict(image_feats[cand], scored["en"][[q] * len(cand)]))
-                    gaps[variant][0].append(diff[:-1].mean())
-                    gaps[variant][1].append(diff[-1])
+        rows, targets = [position[q] for q in gallery.query_ids], gallery.targets
+        image_feats = design.data.images(gallery.images)
+        joint_images = joint.embed_image(image_feats)
+        scored = {}
+        for variant, per_fold in text_feats.items():
+            feats = per_fold[fold][rows]
+            ranks[variant].append(retrieval_ranks(
+                joint_images, joint.embed_text(feats), targets, candidates=RERANK_CANDIDATES,
+                rerank=lambda r, q, f=feats: model.predict(image_feats[r], f[q]),
+            ))
+            scored[variant] = feats
+        english_top = np.argsort(-(joint.embed_text(scored["en"]) @ joint_images.T), axis=1)[:, :RERANK_CANDIDATES]
+        for variant, feats in scored.items():
+            for q, target in enumerate(targets):
+                cand = np.append(english_top[q], target)
+                diff = np.abs(model.predict(image_feats[cand], feats[[q] * len(cand)])
+                              - model.predict(image_feats[cand], scored["en"][[q] * len(cand)]))
+                gaps[variant][0].append(diff[:-1].mean())
+                gaps[variant][1].append(diff[-1])
     summary = {v: summarize(np.concatenate(r), digits=None) for v, r in ranks.items()}
     for variant, (cands, targets) in gaps.items():
         summary[variant].update(gap_candidates=float(np.mean(cands)), gap_target=float(np.mean(targets)))

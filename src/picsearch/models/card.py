@@ -48,6 +48,16 @@ def model_card(dataset: Dataset, metrics: dict[str, Any], bundle: RelevanceBundl
     }
 
 
+def retrieval_line(retrieval: dict[str, Any]) -> str:
+    """The retrieval CV of the chosen joint space, R@1 / R@5 / MRR at every gallery size."""
+    joint = retrieval["joint"]
+    sizes = "; ".join(
+        f"{size} images R@1 {r['recall@1']:.3f}, R@5 {r['recall@5']:.3f}, MRR {r['mrr']:.3f}"
+        for size, r in retrieval["options"][joint]["by_size"].items()
+    )
+    return f"Retrieval CV, joint space `{joint}` (chosen on R@5 at {retrieval['gallery_size']} images): {sizes}."
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The card as Markdown (``MODEL_CARD.md``)."""
     metrics = card["metrics"]
@@ -57,6 +67,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"joint space: {card['joint_weights']}.", "",
         f"Image encoder `{card['encoders']['image']['id']}`, text encoder `{card['encoders']['text']['id']}`.", "",
         markdown_table(MODEL_COLUMNS, model_table(metrics, " **(selected)**")), "",
+        retrieval_line(metrics["retrieval_cv"]), "",
         "Data (sha256): " + ", ".join(f"`{k}` {v[:12]}" for k, v in card["data"].items()), "",
         "Libraries: " + ", ".join(f"{k} {v}" for k, v in card["libraries"].items()), "",
         "Full numbers: `metrics.json`; provenance: `model_card.json`.", "",

@@ -26,7 +26,7 @@ from picsearch.models.evaluate import CVResult, cross_validate
 from picsearch.models.layout import ImageLayout
 from picsearch.models.matching import JointSpace
 from picsearch.models.retrieval_cv import (
-    GALLERIES, GALLERY_SIZE, RERANK_CANDIDATES, matchers_of, retrieval_cv, retrieval_queries,
+    GALLERY_SIZES, RERANK_CANDIDATES, SELECTION_SIZE, matchers_of, retrieval_cv, retrieval_queries,
 )
 from picsearch.models.selection import (
     TRAINING_DATA_OPTIONS, Encoders, TrainingData, candidate_models, joint_options, lowest_rmse, matcher_factories,
@@ -107,8 +107,8 @@ def train_models(
     queries = retrieval_queries(dataset, data)
     retrieval, joint_name = retrieval_cv(data, queries, folds, selected_cv.models, factories, step)
     metrics["retrieval_cv"] = {
-        "joint": joint_name, "candidates": RERANK_CANDIDATES, "gallery_size": GALLERY_SIZE,
-        "galleries_per_fold": GALLERIES, "options": retrieval,
+        "joint": joint_name, "candidates": RERANK_CANDIDATES, "gallery_size": SELECTION_SIZE,
+        "gallery_sizes": list(GALLERY_SIZES), "options": retrieval,
     }
 
     step(f"refit {selected}")
@@ -148,21 +148,25 @@ def save_training(folder: Path, dataset: Dataset, result: TrainResult) -> Path:
     return folder
 
 
-def fit_from_dataset(
-    dataset: Dataset, image_encoder: str, text_encoder: str, cache_dir: Path, config: TrainConfig = TrainConfig()
-) -> TrainResult:
-    """Embed (through the cache) every image, caption and ImageNet class prompt, then :func:`train_models`."""
+def encoders_of(feats: DatasetFeatures, image_encoder: str, text_encoder: str, cache_dir: Path) -> Encoders:
+    """The encoders behind ``feats``, with the ImageNet class prompts embedded (through the cache) if it has probs."""
     from picsearch.encoders import get_text_encoder
 
-    feats = dataset_features(dataset, image_encoder, text_encoder, cache_dir, progress=True)
     layout = ImageLayout.from_fields(feats.fields, feats.image_vectors.shape[1])
     class_texts = (
         embed_texts(class_prompts(layout.probs[1] - layout.probs[0]), get_text_encoder(text_encoder), cache_dir)
         if layout.probs is not None
         else None
     )
-    encoders = Encoders(image_encoder, feats.image_encoder_id, text_encoder, feats.text_encoder_id, layout, class_texts)
-    result = train_models(dataset, feats, encoders, config)
+    return Encoders(image_encoder, feats.image_encoder_id, text_encoder, feats.text_encoder_id, layout, class_texts)
+
+
+def fit_from_dataset(
+    dataset: Dataset, image_encoder: str, text_encoder: str, cache_dir: Path, config: TrainConfig = TrainConfig()
+) -> TrainResult:
+    """Embed (through the cache) every image, caption and ImageNet class prompt, then :func:`train_models`."""
+    feats = dataset_features(dataset, image_encoder, text_encoder, cache_dir, progress=True)
+    result = train_models(dataset, feats, encoders_of(feats, image_encoder, text_encoder, cache_dir), config)
     if config.multilingual and config.multilingual != text_encoder:
         result.bundle.text_map, result.metrics["text_map"] = train_text_map(
             dataset, feats, config.multilingual, cache_dir

@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from lightgbm import LGBMClassifier
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
-from lightgbm import LGBMClassifier
 from scipy.special import logit
 from sklearn.base import ClassifierMixin
 from sklearn.linear_model import LogisticRegression
@@ -72,32 +73,56 @@ C = 0.03  # the C `picsearch train` chose for the current detector
 FOLDS = 5
 BULK_RECALL = 0.95
 RESTORE_SHARE = 0.9
+ZOOM_ROWS, ZOOM_COLUMNS = 2, 3
 CROPS = {"face": (2.0, 0.0), "body": (5.0, 2.0)}
 """Crop kind -> (side in face sides, centre shift down in face sides)."""
 
 Scores = dict[str, np.ndarray]
 
 
-class TileViews:
-    """The fused encoder's tiles kept apart: one vector per tile, concatenated (cacheable like any encoder)."""
+def zoom_views(image: Image.Image, size: int) -> list[Image.Image]:
+    """A grid of :data:`ZOOM_ROWS` x :data:`ZOOM_COLUMNS` squares of half the shorter side (twice the tiles'
+    resolution: small, distant children), evenly spaced so that together they cover the photo."""
+    width, height = image.size
+    side = min(width, height) / ZOOM_ROWS
+    boxes = []
+    for across in np.linspace(0, min(width, height) - side, ZOOM_ROWS):
+        for along in np.linspace(0, max(width, height) - side, ZOOM_COLUMNS):
+            x, y = (along, across) if width >= height else (across, along)
+            boxes.append((x, y, x + side, y + side))
+    return [image.resize((size, size), Image.BICUBIC, box=box) for box in boxes]
 
-    def __init__(self, encoder: FusedEfficientNetEncoder) -> None:
-        self.encoder = encoder
-        self.id = f"{encoder.id.removesuffix('-v1')}-views-v1"
-        self.dim = encoder.tiles * encoder.dim
-        self.preprocess = encoder.preprocess
+
+class ViewVectors:
+    """One vector per view of a photo, concatenated (cacheable like any encoder): the fused encoder's tiles kept
+    apart, or with ``zoom`` the :func:`zoom_views`."""
+
+    def __init__(self, encoder: FusedEfficientNetEncoder, zoom: bool = False) -> None:
+        self.encoder, self.zoom = encoder, zoom
+        self.count = ZOOM_ROWS * ZOOM_COLUMNS if zoom else encoder.tiles
+        prefix = encoder.id.removesuffix("-v1")
+        if zoom:
+            prefix = f"{prefix.rsplit('x', 1)[0]}x{self.count}zoom{ZOOM_ROWS}"
+        self.id = f"{prefix}-views-v1"
+        self.dim = self.count * encoder.dim
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        if not self.zoom:
+            return self.encoder.preprocess(image)
+        size = self.encoder.large.image_size
+        return np.stack([self.encoder.preprocess_view(view) for view in zoom_views(image, size)])
 
     def encode_arrays(self, batch: np.ndarray) -> np.ndarray:
-        return np.stack([self.encoder.encode_views(tiles).ravel() for tiles in batch])
+        return np.stack([self.encoder.encode_views(views).ravel() for views in batch])
 
 
 @dataclass(frozen=True)
 class Signals:
-    """Training photos' whole vectors (n, d), tile vectors (n, tiles, d), crop vectors by kind with the photo
-    row of each crop, child labels and near-duplicate groups."""
+    """Training photos' whole vectors (n, d), view vectors by kind (n, views, d), crop vectors by kind with the
+    photo row of each crop, child labels and near-duplicate groups."""
 
     whole: np.ndarray
-    tiles: np.ndarray
+    views: dict[str, np.ndarray]
     crops: dict[str, np.ndarray]
     crop_owner: np.ndarray
     labels: np.ndarray
@@ -124,7 +149,7 @@ def crop_vectors(
 
 
 def load_signals(
-    dataset: Dataset, cache: Path | None, views_cache: Path | None, faces: bool
+    dataset: Dataset, cache: Path | None, views_cache: Path | None, faces: bool, zoom: bool
 ) -> tuple[Signals, ImageLayout]:
     """Everything :func:`lever_cv` needs, from the embedding caches (computing what they lack)."""
     feats = dataset_features(dataset, cache_dir=cache)
@@ -134,16 +159,24 @@ def load_signals(
     encoder = get_image_encoder(DEFAULT_IMAGE_ENCODER)
     if not isinstance(encoder, FusedEfficientNetEncoder):
         raise SystemExit(f"the view levers need the tiled encoder; the default is {encoder.id}")
-    views = embed_images(paths, TileViews(encoder), views_cache or cache or default_cache_dir(), progress=True)
-    if [path.name for path in views.paths] != names:
-        raise SystemExit("some training photos could not be read for their tiles; see the embedding log")
+    views = {kind: view_vectors(paths, ViewVectors(encoder, zoom=kind == "zoom"), views_cache or cache)
+             for kind in ("tile", "zoom")[: 1 + zoom]}
+    if zoom:
+        views["tile+zoom"] = np.concatenate([views["tile"], views["zoom"]], axis=1)
     crops, owner = crop_vectors(paths, encoder) if faces else ({}, np.zeros(0, dtype=int))
     whole = feats.images(names)
     children = child_images(dataset)
     labels = np.array([name in children for name in names])
-    signals = Signals(whole, views.vectors.reshape(len(names), encoder.tiles, -1), crops, owner, labels,
-                      near_duplicate_groups(layout.pooled_of(whole)))
+    signals = Signals(whole, views, crops, owner, labels, near_duplicate_groups(layout.pooled_of(whole)))
     return signals, layout
+
+
+def view_vectors(paths: list[Path], views: ViewVectors, cache: Path | None) -> np.ndarray:
+    """(n, views, d) vectors of ``paths`` through the embedding cache."""
+    embedded = embed_images(paths, views, cache or default_cache_dir(), progress=True)
+    if embedded.paths != paths:
+        raise SystemExit(f"some training photos could not be read for {views.id}; see the embedding log")
+    return embedded.vectors.reshape(len(paths), views.count, -1)
 
 
 def crop_max(signals: Signals, kind: str, layout: ImageLayout, train: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -167,15 +200,16 @@ def crop_max(signals: Signals, kind: str, layout: ImageLayout, train: np.ndarray
 
 def raw_scores(signals: Signals, layout: ImageLayout, train: np.ndarray, test: np.ndarray) -> Scores:
     """Each signal on the ``test`` photos from models fit on the ``train`` photos."""
-    labels, tiles = signals.labels, signals.tiles
-    count = tiles.shape[1]
+    labels = signals.labels
     base = ChildDetector(layout, C).fit(signals.whole[train], labels[train])
-    test_tiles = tiles[test].reshape(len(test) * count, -1)
     scores = {"base": base.probability(signals.whole[test])}
-    scores["views"] = np.maximum(scores["base"], base.probability(test_tiles).reshape(len(test), count).max(axis=1))
-    train_tiles = tiles[train].reshape(len(train) * count, -1)
-    tile_model = ChildDetector(layout, C).fit(train_tiles, np.repeat(labels[train], count))
-    scores["tile_max"] = tile_model.probability(test_tiles).reshape(len(test), count).max(axis=1)
+    for kind, views in signals.views.items():
+        count = views.shape[1]
+        train_views, test_views = (views[rows].reshape(len(rows) * count, -1) for rows in (train, test))
+        by_base = base.probability(test_views).reshape(len(test), count).max(axis=1)
+        scores[f"{kind}_views"] = np.maximum(scores["base"], by_base)
+        view_model = ChildDetector(layout, C).fit(train_views, np.repeat(labels[train], count))
+        scores[f"{kind}_max"] = view_model.probability(test_views).reshape(len(test), count).max(axis=1)
     for kind in signals.crops:
         scores[kind] = crop_max(signals, kind, layout, train, test)
     return scores
@@ -184,9 +218,12 @@ def raw_scores(signals: Signals, layout: ImageLayout, train: np.ndarray, test: n
 def combined(scores: Scores) -> Scores:
     """The levers from the raw signals, without fitted weights."""
     base = scores["base"]
-    levers = {"base": base, "views": scores["views"], "tile_max": scores["tile_max"],
-              "max(base,tile_max)": np.maximum(base, scores["tile_max"]),
-              "mean(base,tile_max)": (base + scores["tile_max"]) / 2}
+    levers = {"base": base}
+    for kind in [key.removesuffix("_views") for key in scores if key.endswith("_views")]:
+        view_max = scores[f"{kind}_max"]
+        levers.update({f"{kind}_views": scores[f"{kind}_views"], f"{kind}_max": view_max,
+                       f"max(base,{kind}_max)": np.maximum(base, view_max),
+                       f"mean(base,{kind}_max)": (base + view_max) / 2})
     for kind in CROPS:
         if kind in scores:
             levers[f"mean(base,{kind})"] = (base + np.where(np.isnan(scores[kind]), base, scores[kind])) / 2
@@ -196,7 +233,7 @@ def combined(scores: Scores) -> Scores:
 def stack_inputs(scores: Scores) -> np.ndarray:
     """Logits of every signal (0 where a photo has no crop) and a has-a-face column."""
     crops = [key for key in CROPS if key in scores]
-    probability = np.column_stack([scores[key] for key in ("base", "views", "tile_max", *crops)])
+    probability = np.column_stack([scores[key] for key in scores])
     columns = [logit(np.clip(np.nan_to_num(probability, nan=0.5), 1e-4, 1 - 1e-4))]
     if crops:
         columns.append((~np.isnan(scores[crops[0]]))[:, None].astype(float))
@@ -204,7 +241,8 @@ def stack_inputs(scores: Scores) -> np.ndarray:
 
 
 def stacked(signals: Signals, layout: ImageLayout, train: np.ndarray, test_scores: Scores, seed: int) -> Scores:
-    """Each stacker's probability on the photos of ``test_scores``, fit on inner grouped out-of-fold signals of ``train``."""
+    """Each stacker's probability on the photos of ``test_scores``, fit on inner grouped out-of-fold signals
+    of ``train``."""
     inner = StratifiedGroupKFold(FOLDS, shuffle=True, random_state=1000 + seed)
     inputs = np.zeros((len(train), stack_inputs(test_scores).shape[1]))
     for fit, held in inner.split(train, signals.labels[train], signals.groups[train]):
@@ -287,7 +325,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="Dataset folder (else $PICSEARCH_DATA).")
     parser.add_argument("--cache", type=Path, help="Embedding cache of the default encoders.")
-    parser.add_argument("--views-cache", type=Path, help="Where the per-tile vectors are cached (else --cache).")
+    parser.add_argument("--views-cache", type=Path, help="Where the per-view vectors are cached (else --cache).")
+    parser.add_argument("--zoom", action="store_true", help="Add the 2x zoomed views (first run embeds 6 per photo).")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="Comma-separated fold shufflings.")
     parser.add_argument("--faces", action="store_true", help="Add the BlazeFace face and body crop levers.")
     parser.add_argument("--stack", action="store_true", help="Add the stacked combiner (inner CV: slower).")
@@ -297,7 +336,7 @@ def main() -> None:
     seeds = [int(seed) for seed in args.seeds.split(",")]
     dataset = load_dataset(resolve_data_dir(args.data))
     try:
-        signals, layout = load_signals(dataset, args.cache, args.views_cache, args.faces)
+        signals, layout = load_signals(dataset, args.cache, args.views_cache, args.faces, args.zoom)
     except FaceDetectorUnavailableError as exc:
         raise SystemExit(f"error: {exc}") from None
     console = Console()

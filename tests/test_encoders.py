@@ -177,3 +177,25 @@ def test_effnet_on_onnx_runtime_gives_pytorchs_vectors(name: str) -> None:
     cosine = np.sum(onnx * reference, axis=1) / np.linalg.norm(onnx, axis=1) / np.linalg.norm(reference, axis=1)
     assert cosine.min() >= 0.9999
     np.testing.assert_allclose(onnx, reference, atol=1e-4)
+
+
+class _StubLite:
+    """An EfficientNet-Lite stand-in: pooled = the first channel's mean per 1280 slot, probs = a constant."""
+
+    def __init__(self, image_size: int, value: float) -> None:
+        self.image_size, self.value = image_size, value
+
+    def encode_arrays(self, batch: np.ndarray) -> np.ndarray:
+        pooled = np.repeat(batch[:, :1].mean(axis=(2, 3)), 1280, axis=1) + self.value
+        return np.hstack([pooled, np.full((len(batch), 1000), self.value)]).astype(np.float32)
+
+
+def test_fused_encoder_vectors_are_the_mean_of_its_view_vectors() -> None:
+    fused = get_image_encoder("effnet-lite0+lite2")
+    fused.small, fused.large = _StubLite(224, 1.0), _StubLite(260, 3.0)
+    tiles = np.stack([fused.preprocess(Image.new("RGB", (390, 260), colour)) for colour in ("red", "gray")])
+    views = fused.encode_views(tiles[0])
+    assert views.shape == (3, fused.dim) and np.allclose(views[:, 2560:], 2.0)  # probs: the two networks' mean
+    np.testing.assert_allclose(fused.encode_arrays(tiles)[0], views.mean(axis=0), rtol=1e-6)
+    crop = fused.preprocess_view(Image.new("RGB", (260, 260), "white"))
+    assert crop.shape == (3, 260, 260) and fused.encode_views(crop[None]).shape == (1, fused.dim)

@@ -116,22 +116,27 @@ class FusedEfficientNetEncoder:
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """(tiles, 3, 260, 260)."""
-        return np.stack([to_chw(tile, _MEAN, _STD) for tile in square_tiles(image, self.large.image_size, self.tiles)])
+        return np.stack([self.preprocess_view(tile) for tile in square_tiles(image, self.large.image_size, self.tiles)])
+
+    def preprocess_view(self, view: Image.Image) -> np.ndarray:
+        """One square view (a tile or a crop) of the network's size -> (3, 260, 260), for :meth:`encode_views`."""
+        return to_chw(view, _MEAN, _STD)
 
     def encode_arrays(self, batch: np.ndarray) -> np.ndarray:
         """(N, tiles, 3, H, W) -> (N, dim): the mean over tiles of both networks' vectors.
 
         One image's tiles per forward pass: bigger batches spill the CPU caches (``picsearch.bench.embed``, 48
         images: 9.7 images/s with one image per pass, 5.4 with four)."""
-        return np.stack([self._encode_tiles(tiles) for tiles in batch])
+        return np.stack([self.encode_views(tiles).mean(axis=0) for tiles in batch])
 
-    def _encode_tiles(self, large: np.ndarray) -> np.ndarray:
+    def encode_views(self, large: np.ndarray) -> np.ndarray:
+        """One image's views (V, 3, H, W), tiles or crops, in one forward pass -> (V, dim), one vector each."""
         size = (self.small.image_size, self.small.image_size)
         with torch.inference_mode():
             small = torch.nn.functional.interpolate(torch.from_numpy(large), size=size, mode="bilinear", antialias=True)
         a, b = self.small.encode_arrays(small.numpy()), self.large.encode_arrays(large)
         probs = (a[:, POOLED_DIM:] + b[:, POOLED_DIM:]) / 2
-        return np.concatenate([a[:, :POOLED_DIM], b[:, :POOLED_DIM], probs], axis=1).mean(axis=0).astype(np.float32)
+        return np.concatenate([a[:, :POOLED_DIM], b[:, :POOLED_DIM], probs], axis=1).astype(np.float32)
 
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         return encode_images(self, images)

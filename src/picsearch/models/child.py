@@ -13,8 +13,9 @@ bootstrap bound of the other folds; issue 12 note): share of harmless photos hid
 0.89 (former logistic regression, pooled features and class probabilities, C=0.01) -> 0.84 (pooled only,
 C=0.003) -> 0.68 with the neighbour vote. Weighting positives by how many confirming captions mention a child,
 soft labels, dropping the disputed or weakly-confirmed images, and the maximum over tiles moved it by less than
-the seed spread or made it worse. Precision stays capped by the weakest positives: small or distant children,
-and adults called "girls" or "boys" by one caption.
+the seed spread or made it worse; so did zoomed views, face and body crops and stacked combiners
+(``python -m picsearch.bench.child_levers``, its table). Precision stays capped by the weakest positives: small
+or distant children, and adults called "girls" or "boys" by one caption.
 """
 
 from __future__ import annotations

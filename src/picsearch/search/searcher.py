@@ -132,7 +132,7 @@ class Searcher:
             reconcile(self._store, ids[visible].tolist(), self._vectors_of, held=ids[self._held].tolist())
             self._held, self._synced = visible, decisions
 
-    def _vectors_of(self, image_ids) -> np.ndarray:
+    def _vectors_of(self, image_ids: Sequence[str]) -> np.ndarray:
         return np.asarray(self.index.joint[[self._rows[i] for i in image_ids]], dtype=np.float32)
 
     @classmethod

@@ -68,6 +68,9 @@ def test_store_choice_is_parsed_with_errors_naming_the_option():
     with pytest.raises(StoreSpecError, match="manifest.json: field store"):
         StoreSpec.from_json({"kind": "lucene"}, "INDEX/manifest.json")
     assert StoreSpec.from_json("numpy-exact", "m") == StoreSpec()  # indexes written before the choice
+    assert parse_store(None) is None  # no choice: the index keeps its store
+    with pytest.raises(StoreSpecError, match="--milvus-uri: needs --store milvus"):
+        parse_store(None, "http://x:1")
 
 
 @pytest.mark.parametrize("dim,pca_dim", [(16, None), (48, 16)])
@@ -133,7 +136,7 @@ def index_copy(synthetic_index: Path, tmp_path: Path) -> Path:
 
 def reindex(index_dir: Path, synthetic_bundle: Path, store: str | None = None):
     return build_index(index_dir.parent / "gallery", synthetic_bundle, index_dir, index_dir.parent / "cache",
-                       progress=False, store=parse_store(store) if store else None)
+                       progress=False, store=parse_store(store))
 
 
 def hits(searcher: Searcher) -> list[list[str]]:

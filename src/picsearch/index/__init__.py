@@ -7,7 +7,15 @@ scores it, and hands the finished rows to `GalleryIndex.save`.
 from picsearch.index.gallery import GalleryIndex, IndexFormatError, image_id, model_fingerprint, read_manifest
 from picsearch.index.ingest import UpdateReport, build_index
 from picsearch.index.lock import IndexLockedError, index_lock
-from picsearch.index.stores import NumpyStore, StoreSpec, StoreSpecError, VectorStore, parse_store, reconcile
+from picsearch.index.stores import (
+    NumpyStore,
+    StoreSpec,
+    StoreSpecError,
+    VectorStore,
+    parse_store,
+    reconcile,
+    vector_lookup,
+)
 
 __all__ = [
     "GalleryIndex",
@@ -25,4 +33,5 @@ __all__ = [
     "parse_store",
     "read_manifest",
     "reconcile",
+    "vector_lookup",
 ]

@@ -13,7 +13,15 @@ import numpy as np
 from picsearch.data.files import CheckedFile, UncheckedFileError
 from picsearch.encoders import TextEncoder
 from picsearch.encoders.memo import CachedTextEncoder
-from picsearch.index import GalleryIndex, NumpyStore, VectorStore, model_fingerprint, read_manifest, reconcile
+from picsearch.index import (
+    GalleryIndex,
+    NumpyStore,
+    VectorStore,
+    model_fingerprint,
+    read_manifest,
+    reconcile,
+    vector_lookup,
+)
 from picsearch.index.review import Moderation, ReviewLog
 from picsearch.models import RelevanceBundle
 from picsearch.models.artifacts import METRICS
@@ -117,6 +125,7 @@ class Searcher:
         self.moderation = Moderation(index, reviews)
         self._lock = threading.Lock()  # one thread at a time syncs or searches the store
         self._store, self._held = index.open_store()
+        self._vectors_of = vector_lookup(self._rows, index.joint)
         self._synced: np.ndarray | None = None
         self._sync()
 
@@ -131,9 +140,6 @@ class Searcher:
             ids = np.asarray(self.index.ids, dtype=str)
             reconcile(self._store, ids[visible].tolist(), self._vectors_of, held=ids[self._held].tolist())
             self._held, self._synced = visible, decisions
-
-    def _vectors_of(self, image_ids: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.index.joint[[self._rows[i] for i in image_ids]], dtype=np.float32)
 
     @classmethod
     def open(

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from picsearch.index.stores.ann import FaissStore
-from picsearch.index.stores.base import StoreSpec, StoreSpecError, VectorStore, parse_store, reconcile
+from picsearch.index.stores.base import StoreSpec, StoreSpecError, VectorStore, parse_store, reconcile, vector_lookup
 from picsearch.index.stores.exact import NumpyStore
 from picsearch.index.stores.milvus import LITE_FILE, MilvusStore, MilvusStoreError, new_collection_name
 from picsearch.storage import load_array, save_array
@@ -59,15 +59,11 @@ def write_store(
     """
     ids = np.asarray(ids, dtype=str)
     want = ids[visible].tolist()
-    rows = {image_id: row for row, image_id in enumerate(ids.tolist())}
-
-    def vectors_of(batch: Sequence[str]) -> np.ndarray:
-        return np.asarray(joint[[rows[i] for i in batch]], dtype=np.float32)
-
+    vectors_of = vector_lookup({image_id: row for row, image_id in enumerate(ids.tolist())}, joint)
     same = previous is not None and previous[0].kind == spec.kind and not rescored
     if spec.kind == "ann":
         store = FaissStore.load(previous[1], ids, joint) if same and (previous[1] / HELD_FILE).is_file() else None
-        if store is None or store.outgrown(len(want)) or store.dim != joint.shape[1]:
+        if store is None or store.outgrown(len(want)):
             store = FaissStore(ids, joint).fit(want)
         else:
             reconcile(store, want, vectors_of, changed=changed)
@@ -98,5 +94,5 @@ def milvus_uri(spec: StoreSpec, index_dir: Path) -> str:
 
 __all__ = [
     "FaissStore", "MilvusStore", "MilvusStoreError", "NumpyStore", "StoreSpec", "StoreSpecError", "VectorStore",
-    "open_store", "parse_store", "reconcile", "retire", "write_store",
+    "open_store", "parse_store", "reconcile", "retire", "vector_lookup", "write_store",
 ]

@@ -89,15 +89,15 @@ class FaissStore:
         return self.all_ids[self._rows(self.keys_)]
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray | None) -> None:
-        """Insert ``ids``; their vectors are always read from the index rows (``vectors`` only has its
-        length checked), so codes and exact re-scoring cannot disagree. The first insert trains."""
+        """Insert ``ids``, coded from ``vectors``, which must be those ids' index rows (re-scoring reads the
+        rows), or read from the rows when None. The first insert trains."""
         if vectors is not None and len(vectors) != len(ids):
             raise ValueError(f"store.upsert: {len(ids)} ids for {len(vectors)} vectors")
         if self.index_ is None:
             self.fit(ids)
             return
         self.remove(ids)
-        self._add(id_keys(ids))
+        self._add(id_keys(ids), vectors)
 
     def remove(self, ids: Sequence[str]) -> None:
         import faiss
@@ -108,10 +108,11 @@ class FaissStore:
             self.index_.remove_ids(faiss.IDSelectorBatch(present))
             self.keys_ = self.keys_[~np.isin(self.keys_, present)]
 
-    def _add(self, keys: np.ndarray) -> None:
+    def _add(self, keys: np.ndarray, vectors: np.ndarray | None = None) -> None:
         for start in range(0, len(keys), 65_536):
             batch = keys[start : start + 65_536]
-            self.index_.add_with_ids(self._float32(self._rows(batch)), batch)
+            coded = self._float32(self._rows(batch)) if vectors is None else vectors[start : start + 65_536]
+            self.index_.add_with_ids(np.ascontiguousarray(coded, dtype=np.float32), batch)
         self.keys_ = np.concatenate([self.keys_, keys])
 
     def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

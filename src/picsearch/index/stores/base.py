@@ -68,9 +68,13 @@ class StoreSpec:
         return cls(data["kind"], data.get("uri"), data.get("collection"))
 
 
-def parse_store(value: str, milvus_uri: str | None = None) -> StoreSpec:
+def parse_store(value: str | None, milvus_uri: str | None = None) -> StoreSpec | None:
     """``exact``, ``ann``, ``milvus`` (Milvus Lite in the index folder, or ``milvus_uri``) or a server URI
-    such as ``milvus://HOST:PORT``."""
+    such as ``milvus://HOST:PORT``; None when neither is given (keep the index's store)."""
+    if value is None:
+        if milvus_uri:
+            raise StoreSpecError("--milvus-uri: needs --store milvus")
+        return None
     value = value.strip()
     if value.startswith(MILVUS_SCHEMES):
         milvus_uri, value = value, "milvus"
@@ -84,6 +88,11 @@ def parse_store(value: str, milvus_uri: str | None = None) -> StoreSpec:
 def server_uri(uri: str) -> str:
     """The address pymilvus connects to: ``milvus://HOST:PORT`` becomes ``http://HOST:PORT``."""
     return "http://" + uri[len("milvus://"):] if uri.startswith("milvus://") else uri
+
+
+def vector_lookup(rows: dict[str, int], joint: np.ndarray) -> Callable[[Sequence[str]], np.ndarray]:
+    """``ids -> their rows of joint`` as float32, for :func:`reconcile` (``rows``: id -> row)."""
+    return lambda ids: np.asarray(joint[[rows[i] for i in ids]], dtype=np.float32)
 
 
 def reconcile(

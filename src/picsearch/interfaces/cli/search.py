@@ -61,9 +61,7 @@ def index_command(
         say(message, err=True)
 
     with user_errors(IndexLockedError):
-        if milvus_uri and not store:
-            raise ValueError("--milvus-uri: needs --store milvus")
-        spec = parse_store(store, milvus_uri) if store else None
+        spec = parse_store(store, milvus_uri)
         report = build_index(
             gallery, model, out, cache, vector_dtype="float16" if float16 else "float32", wait=not no_wait,
             on_wait=waiting, store=spec,

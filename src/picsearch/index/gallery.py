@@ -250,14 +250,14 @@ class _Version:
 
 def _previous_version(folder: Path) -> _Version | None:
     """The readable index currently at ``folder``, else None (nothing to reuse or retire)."""
-    name = _data_folder(folder)
     try:
         manifest = read_manifest(folder)
-        items = load_json(folder / name / "items.json")
+        data = folder / str(manifest["data"])
+        items = load_json(data / "items.json")
         store = StoreSpec.from_json(manifest.get("store"), str(folder / "manifest.json"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return _Version(folder / name, store, items["ids"], items["hashes"], manifest.get("model_fingerprint"))
+    return _Version(data, store, items["ids"], items["hashes"], manifest.get("model_fingerprint"))
 
 
 def _data_folder(folder: Path) -> str | None:

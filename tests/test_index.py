@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +12,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from picsearch.index import GalleryIndex, IndexFormatError, build_index, image_id, read_manifest
+from picsearch.data.images import read_image
+from picsearch.encoders import get_image_encoder
 from picsearch.index.codec import QuantizedRows
+from picsearch.index.gallery import FORMAT
+from picsearch.models import RelevanceBundle
+from picsearch.search import Searcher
 
 
 def write_gallery(folder: Path, n: int = 6) -> list[Path]:
@@ -145,3 +151,83 @@ def test_index_command_on_the_real_models(gallery, tmp_path, real_artifacts):
     assert index.meta["model"] == str(real_artifacts.resolve()) and index.features.shape[0] == 6
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "unchanged 6" in again.output
+
+
+RANKING_QUERIES = ["a red circle", "a big blue square", "a small green circle", "a yellow shape", "grey", "orange"]
+
+
+def _assert_within_int8_steps(stored: np.ndarray, exact: np.ndarray, steps: float = 2.0) -> None:
+    """Each value within ``steps`` steps of an int8 code of its row's largest value (column weights move the
+    steps of single columns; the embedding cache rounds to float16)."""
+    step = np.abs(exact).max(axis=1, keepdims=True) / 127
+    assert np.all(np.abs(np.asarray(stored, dtype=np.float32) - exact) <= steps * step)
+
+
+def _full_precision(index: GalleryIndex, bundle: RelevanceBundle) -> GalleryIndex:
+    """``index``'s rows with float32 features embedded again and their float32 joint vectors."""
+    encoder = get_image_encoder(bundle.image_encoder)
+    features = encoder.encode([read_image(index.absolute_path(row)) for row in range(len(index))])
+    return dataclasses.replace(index, features=features, joint=bundle.joint_image(features))
+
+
+def test_int8_index_ranks_as_the_full_precision_one(synthetic_index):
+    index = GalleryIndex.load(synthetic_index)
+    bundle = RelevanceBundle.load(index.meta["model"])
+    full = _full_precision(index, bundle)
+    _assert_within_int8_steps(index.features, full.features)
+    _assert_within_int8_steps(index.joint, full.joint)
+    encoder = bundle.query_encoder()
+    for query in RANKING_QUERIES:
+        compressed, exact = (Searcher(i, bundle, encoder).search(query, k=5) for i in (index, full))
+        assert [hit.id for hit in compressed.hits] == [hit.id for hit in exact.hits], query
+        np.testing.assert_allclose([h.score for h in compressed.hits], [h.score for h in exact.hits], atol=0.01)
+
+
+def _as_format_1(out: Path, legacy: bool = False) -> None:
+    """Rewrite the index at ``out`` as format 1 wrote it: float16 ``features.npy``, float32 ``joint.npy``
+    (``legacy``: ``store/vectors.npy``, as before stores were chosen)."""
+    manifest = read_manifest(out)
+    data, index = out / manifest["data"], GalleryIndex.load(out, mmap=False)
+    vectors = data / ("store/vectors.npy" if legacy else "joint.npy")
+    vectors.parent.mkdir(exist_ok=True)
+    np.save(data / "features.npy", np.asarray(index.features, dtype=np.float16))
+    np.save(vectors, np.asarray(index.joint, dtype=np.float32))
+    for path in [*data.glob("*.codes.npy"), *data.glob("*.scales.npy")]:
+        path.unlink()
+    del manifest["feature_segments"]
+    manifest.update(format="picsearch-index/1", feature_dtype="float16", vector_dtype="float32")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_format_1_indexes_load_search_and_update_into_format_2(synthetic_bundle, tmp_path, legacy):
+    from synthetic_bundle import write_gallery as draw_gallery
+
+    gallery, out, cache = tmp_path / "gallery", tmp_path / "index", tmp_path / "cache"
+    draw_gallery(gallery)
+    build_index(gallery, synthetic_bundle, out, cache, progress=False)
+    before = [hit.id for hit in Searcher.open(out).search("a red circle", k=5).hits]
+    _as_format_1(out, legacy)
+    old = GalleryIndex.load(out)
+    assert old.features.dtype == np.float16 and old.joint.dtype == np.float32
+    assert [hit.id for hit in Searcher.open(out).search("a red circle", k=5).hits] == before
+    shutil.copy(gallery / "red-circle.png", gallery / "copy.png")
+    report = build_index(gallery, synthetic_bundle, out, cache, progress=False)
+    assert report.added == ["copy.png"] and report.unchanged == len(old)
+    manifest = read_manifest(out)
+    assert (manifest["format"], manifest["feature_dtype"], manifest["vector_dtype"]) == (FORMAT, "int8", "int8")
+    new = GalleryIndex.load(out)
+    rows = new.rows()
+    _assert_within_int8_steps(new.features[[rows[i] for i in old.ids]], np.asarray(old.features, np.float32))
+    hits = [hit.id for hit in Searcher.open(out).search("a red circle", k=6).hits]
+    assert [i for i in hits if i != image_id("copy.png")][:5] == before
+
+
+def test_a_newer_format_is_a_one_line_error_asking_to_rebuild(synthetic_index, tmp_path):
+    out = tmp_path / "index"
+    shutil.copytree(synthetic_index, out)
+    manifest = read_manifest(out)
+    (out / "manifest.json").write_text(json.dumps({**manifest, "format": "picsearch-index/3"}))
+    with pytest.raises(IndexFormatError, match=r"found 'picsearch-index/3'; rebuild the index") as error:
+        GalleryIndex.load(out)
+    assert "\n" not in str(error.value)

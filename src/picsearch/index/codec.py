@@ -1,12 +1,17 @@
 """Row-quantized arrays of the index: int8 codes with one float32 scale per row and column segment.
 
-A row's scale in a segment is its largest magnitude there / 127 (symmetric), so decoding a row and encoding
-it again gives the same codes: incremental updates re-save reused rows without piling up error. Segments
-keep columns of different ranges apart (pooled activations up to ~10, class probabilities below 1); a
-``sqrt`` segment stores square roots, which gives probabilities fine steps near 0, where most of them are.
+A value is stored as ``code * row_scale * column_weight``: the row's scale in a segment is its largest
+weighted magnitude there / 127 (symmetric), so nothing is ever clipped, and decoding a row then encoding it
+again with the same codec gives the same codes (incremental updates re-save reused rows without piling up
+error). Column weights (the columns' RMS when the codec was fitted, kept for the index's life) give a column
+that is small in every photo steps as fine as its own spread: the reranker's matchers standardize their
+inputs, so such a column counts as much as a large one. Segments keep columns of different kinds apart
+(pooled activations, class probabilities); a ``sqrt`` segment stores square roots, which gives
+probabilities fine steps near 0, where most of them are.
 
-On disk, ``NAME.codes.npy`` (n, d) int8 and ``NAME.scales.npy`` (n, segments) float32, both loaded without
-pickle, the codes memory-mapped: indexing decodes only the rows asked for.
+On disk, ``NAME.codes.npy`` (n, d) int8, ``NAME.scales.npy`` (n, segments) float32 and, when weighted,
+``NAME.columns.npy`` (d,) float32, all loaded without pickle, the codes memory-mapped: indexing decodes only
+the rows asked for.
 """
 
 from __future__ import annotations
@@ -42,8 +47,62 @@ def segments_of(fields: dict[str, tuple[int, int]], dim: int) -> tuple[Segment, 
     return segments if segments and tiles else (Segment(0, dim),)
 
 
+@dataclass(frozen=True, eq=False)
+class RowCodec:
+    """How rows are quantized: the segments and the column weights (None: every column weighs 1)."""
+
+    segments: tuple[Segment, ...]
+    columns: np.ndarray | None = None
+
+    @classmethod
+    def fit(cls, rows: Any, segments: tuple[Segment, ...], chunk: int = CHUNK_ROWS) -> RowCodec:
+        """Column weights = each column's RMS over ``rows`` in the stored domain (1 where it is 0)."""
+        squares = np.zeros(rows.shape[1], dtype=np.float64)
+        for start in range(0, len(rows), chunk):
+            squares += np.square(cls(segments)._stored(np.asarray(rows[start : start + chunk], np.float32))).sum(0)
+        rms = np.sqrt(squares / max(len(rows), 1)).astype(np.float32)
+        return cls(segments, np.where(rms > 0, rms, np.float32(1.0)))
+
+    def _stored(self, block: np.ndarray) -> np.ndarray:
+        """``block`` with the square root taken in ``sqrt`` segments."""
+        out = block.copy()
+        for segment in self.segments:
+            if segment.sqrt:
+                out[:, segment.start : segment.stop] = np.sqrt(np.clip(block[:, segment.start : segment.stop], 0, None))
+        return out
+
+    def encode_block(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """int8 codes and (m, segments) scales of float32 rows."""
+        weighted = self._stored(block) / (1.0 if self.columns is None else self.columns)
+        codes = np.empty(block.shape, dtype=np.int8)
+        scales = np.empty((len(block), len(self.segments)), dtype=np.float32)
+        for column, segment in enumerate(self.segments):
+            part = weighted[:, segment.start : segment.stop]
+            scale = np.abs(part).max(axis=1, initial=0.0) / LEVELS
+            scale[scale == 0] = 1.0
+            codes[:, segment.start : segment.stop] = np.rint(part / scale[:, None])
+            scales[:, column] = scale
+        return codes, scales
+
+    def decode(self, codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        """float32 rows of ``codes`` (m, d) with their ``scales`` (m, segments)."""
+        out = np.empty(codes.shape, dtype=np.float32)
+        for column, segment in enumerate(self.segments):
+            out[:, segment.start : segment.stop] = codes[:, segment.start : segment.stop] * scales[:, column : column + 1]
+        if self.columns is not None:
+            out *= self.columns
+        for segment in self.segments:
+            if segment.sqrt:
+                np.square(out[:, segment.start : segment.stop], out=out[:, segment.start : segment.stop])
+        return out
+
+    def to_json(self) -> list[list[int]]:
+        """``[start, stop, sqrt]`` per segment, for the manifest (the column weights go in their own file)."""
+        return [[s.start, s.stop, int(s.sqrt)] for s in self.segments]
+
+
 class QuantizedRows:
-    """An (n, d) float matrix kept as int8 codes and per-row, per-segment scales.
+    """An (n, d) float matrix kept as int8 codes, per-row scales and a :class:`RowCodec`.
 
     Indexing (an int, a slice, a list, an int or bool array) and ``np.asarray`` give float32 rows.
     """
@@ -51,45 +110,34 @@ class QuantizedRows:
     dtype = np.dtype(np.float32)
     ndim = 2
 
-    def __init__(self, codes: np.ndarray, scales: np.ndarray, segments: tuple[Segment, ...]) -> None:
-        if codes.ndim != 2 or scales.shape != (len(codes), len(segments)):
-            raise ValueError(f"codes {codes.shape} and scales {scales.shape} do not match {len(segments)} segments")
-        self.codes, self.scales, self.segments = codes, scales, segments
+    def __init__(self, codes: np.ndarray, scales: np.ndarray, codec: RowCodec) -> None:
+        if codes.ndim != 2 or scales.shape != (len(codes), len(codec.segments)):
+            raise ValueError(f"codes {codes.shape} and scales {scales.shape} do not match {len(codec.segments)} segments")
+        if codec.columns is not None and codec.columns.shape != (codes.shape[1],):
+            raise ValueError(f"column weights {codec.columns.shape} do not match codes {codes.shape}")
+        self.codes, self.scales, self.codec = codes, scales, codec
 
     @classmethod
-    def encode(cls, rows: Any, segments: tuple[Segment, ...] | None = None, chunk: int = CHUNK_ROWS) -> QuantizedRows:
+    def encode(cls, rows: Any, codec: RowCodec | None = None, chunk: int = CHUNK_ROWS) -> QuantizedRows:
         """Quantize ``rows`` ((n, d) floats: an array, a memory map or another :class:`QuantizedRows`),
-        ``chunk`` rows at a time (bounds the float32 copy)."""
+        ``chunk`` rows at a time (bounds the float32 copy); default codec: one segment, unweighted."""
         n, d = rows.shape
-        segments = segments or (Segment(0, d),)
+        codec = codec or RowCodec((Segment(0, d),))
         codes = np.empty((n, d), dtype=np.int8)
-        scales = np.empty((n, len(segments)), dtype=np.float32)
+        scales = np.empty((n, len(codec.segments)), dtype=np.float32)
         for start in range(0, n, chunk):
-            block = np.asarray(rows[start : start + chunk], dtype=np.float32)
-            for column, segment in enumerate(segments):
-                part = block[:, segment.start : segment.stop]
-                part = np.sqrt(np.clip(part, 0.0, None)) if segment.sqrt else part
-                scale = np.abs(part).max(axis=1, initial=0.0) / LEVELS
-                scale[scale == 0] = 1.0
-                codes[start : start + len(block), segment.start : segment.stop] = np.rint(part / scale[:, None])
-                scales[start : start + len(block), column] = scale
-        return cls(codes, scales, segments)
-
-    def decode(self, codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
-        """float32 rows of ``codes`` (m, d) with their ``scales`` (m, segments)."""
-        out = np.empty(codes.shape, dtype=np.float32)
-        for column, segment in enumerate(self.segments):
-            part = codes[:, segment.start : segment.stop] * scales[:, column : column + 1]
-            out[:, segment.start : segment.stop] = np.square(part) if segment.sqrt else part
-        return out
+            codes[start : start + chunk], scales[start : start + chunk] = codec.encode_block(
+                np.asarray(rows[start : start + chunk], dtype=np.float32)
+            )
+        return cls(codes, scales, codec)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
-            return self.decode(self.codes[key : key + 1], self.scales[key : key + 1])[0]
-        return self.decode(np.asarray(self.codes[key]), self.scales[key])
+            return self.codec.decode(self.codes[key : key + 1], self.scales[key : key + 1])[0]
+        return self.codec.decode(np.asarray(self.codes[key]), self.scales[key])
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        rows = self.decode(np.asarray(self.codes), self.scales)
+        rows = self.codec.decode(np.asarray(self.codes), self.scales)
         return rows if dtype is None else rows.astype(dtype, copy=False)
 
     def __len__(self) -> int:
@@ -101,19 +149,18 @@ class QuantizedRows:
 
     @property
     def nbytes(self) -> int:
-        return int(self.codes.nbytes + self.scales.nbytes)
+        weights = 0 if self.codec.columns is None else self.codec.columns.nbytes
+        return int(self.codes.nbytes + self.scales.nbytes + weights)
 
     def save(self, folder: Path, name: str) -> None:
         save_array(folder / f"{name}.codes.npy", np.ascontiguousarray(self.codes))
         save_array(folder / f"{name}.scales.npy", self.scales)
-
-    def segments_json(self) -> list[list[int]]:
-        """``[start, stop, sqrt]`` per segment, for the manifest."""
-        return [[s.start, s.stop, int(s.sqrt)] for s in self.segments]
+        if self.codec.columns is not None:
+            save_array(folder / f"{name}.columns.npy", self.codec.columns)
 
     @classmethod
     def load(cls, folder: Path, name: str, segments: list[list[int]] | None, mmap: bool = True) -> QuantizedRows:
-        """Read what :meth:`save` wrote; ``segments`` as :meth:`segments_json` gave them (None: one segment)."""
+        """Read what :meth:`save` wrote; ``segments`` as :meth:`RowCodec.to_json` gave them (None: one segment)."""
         path = folder / f"{name}.codes.npy"
         codes = load_array(path, mmap=mmap)
         if codes.dtype != np.int8 or codes.ndim != 2:
@@ -122,7 +169,9 @@ class QuantizedRows:
             parsed = tuple(Segment(int(start), int(stop), bool(sqrt)) for start, stop, sqrt in segments or [])
         except (TypeError, ValueError):
             raise ValueError(f"{path}: its segments {segments!r} are not [start, stop, sqrt] triples") from None
+        weights = folder / f"{name}.columns.npy"
+        codec = RowCodec(parsed or (Segment(0, codes.shape[1]),), load_array(weights) if weights.is_file() else None)
         try:
-            return cls(codes, load_array(folder / f"{name}.scales.npy"), parsed or (Segment(0, codes.shape[1]),))
+            return cls(codes, load_array(folder / f"{name}.scales.npy"), codec)
         except ValueError as exc:
             raise ValueError(f"{folder / f'{name}.scales.npy'}: {exc}") from None

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from picsearch.data.files import CheckedFile, FileChecker, FileIdentity
-from picsearch.index.codec import QuantizedRows, Segment
+from picsearch.index.codec import QuantizedRows, RowCodec, Segment
 from picsearch.index.stores import StoreSpec, VectorStore, open_store, retire, write_store
 from picsearch.models.artifacts import MANIFEST
 from picsearch.storage import load_array, load_json, save_array, save_json
@@ -91,8 +91,8 @@ class GalleryIndex:
     stats: np.ndarray | None = None  # None: unknown (every file is hashed once on first use)
     store: StoreSpec = field(default_factory=StoreSpec)
     data_dir: Path | None = None
-    feature_segments: tuple[Segment, ...] | None = None
-    """Columns with a scale of their own when features are quantized (default: the loaded ones, else one)."""
+    feature_codec: RowCodec | None = None
+    """How ``save`` quantizes the features (default: as they were loaded, else fitted on them, one segment)."""
     vector_dtype: str = "int8"
     """How ``save`` stores the joint vectors: one of :data:`VECTOR_DTYPES`."""
     _checker: FileChecker | None = field(default=None, repr=False, compare=False)
@@ -140,7 +140,7 @@ class GalleryIndex:
         data = folder / data_name
         save_json(data / "items.json", {"ids": self.ids, "paths": self.paths, "hashes": self.hashes})
         save_array(data / "stats.npy", np.asarray(self.stats, dtype=np.int64))
-        self.features = QuantizedRows.encode(self.features, self._segments())
+        self.features = QuantizedRows.encode(self.features, self._feature_codec())
         self.features.save(data, "features")
         save_array(data / "child_prob.npy", self.child_prob.astype(np.float32, copy=False))
         save_array(data / "child.npy", self.child.astype(bool, copy=False))
@@ -162,7 +162,7 @@ class GalleryIndex:
             "store": spec.to_json(),
             "vector_dtype": self.vector_dtype,
             "feature_dtype": FEATURE_DTYPE,
-            "feature_segments": self.features.segments_json(),
+            "feature_segments": self.features.codec.to_json(),
         }
         save_json(folder / "manifest.json", manifest)
         self.store, self.data_dir = spec, data
@@ -236,13 +236,13 @@ class GalleryIndex:
                 raise IndexFormatError(f"{where / name.split()[0]}: {size} rows for {n} ids; rebuild the index")
 
 
-    def _segments(self) -> tuple[Segment, ...]:
-        """The feature columns quantized apart: as given, else as loaded, else the whole row."""
-        if self.feature_segments is not None:
-            return self.feature_segments
+    def _feature_codec(self) -> RowCodec:
+        """As given, else as loaded (reused rows keep their codes), else fitted on these rows."""
+        if self.feature_codec is not None:
+            return self.feature_codec
         if isinstance(self.features, QuantizedRows):
-            return self.features.segments
-        return (Segment(0, self.features.shape[1]),)
+            return self.features.codec
+        return RowCodec.fit(self.features, (Segment(0, self.features.shape[1]),))
 
 
 def _save_vectors(data: Path, joint: np.ndarray | QuantizedRows, dtype: str) -> np.ndarray | QuantizedRows:

@@ -40,7 +40,7 @@ from picsearch.index.gallery import (
     read_manifest,
     remove_leftovers,
 )
-from picsearch.index.codec import segments_of
+from picsearch.index.codec import QuantizedRows, RowCodec, segments_of
 from picsearch.index.lock import index_lock
 from picsearch.index.review import Moderation, ReviewLog
 from picsearch.index.stores import StoreSpec
@@ -249,7 +249,7 @@ def _assemble(
         child_prob=child_prob,
         child=child_prob >= bundle.child_threshold,
         joint=joint,
-        feature_segments=segments_of(encoder.fields, encoder.dim),
+        feature_codec=_feature_codec(features, previous, encoder),
     )
 
 
@@ -268,6 +268,13 @@ def _score(
         joint[~score] = previous.joint[old[~score]]
         child_prob[~score] = previous.child_prob[old[~score]]
     return joint, child_prob
+
+
+def _feature_codec(features: np.ndarray, previous: GalleryIndex | None, encoder: ImageEncoder) -> RowCodec:
+    """The previous index's codec (its reused rows keep their codes), else one fitted on ``features``."""
+    if previous is not None and isinstance(previous.features, QuantizedRows):
+        return previous.features.codec
+    return RowCodec.fit(features, segments_of(encoder.fields, encoder.dim))
 
 
 def _visible(index: GalleryIndex, out: Path) -> np.ndarray:

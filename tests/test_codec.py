@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from picsearch.index.codec import LEVELS, QuantizedRows, RowCodec, Segment, segments_of
+from picsearch.index.codec import QuantizedRows, RowCodec, Segment, segments_of
 
 SEGMENTS = (Segment(0, 6), Segment(6, 10, sqrt=True))
 CODEC = RowCodec(SEGMENTS)
@@ -22,10 +22,10 @@ def _rows(n: int = 40, seed: int = 0) -> np.ndarray:
 def test_round_trip_is_within_half_a_step_of_each_rows_scale():
     rows = _rows()
     decoded = np.asarray(QuantizedRows.encode(rows, CODEC))
-    pooled_step = np.abs(rows[:, :6]).max(axis=1, keepdims=True) / LEVELS
+    pooled_step = np.abs(rows[:, :6]).max(axis=1, keepdims=True) / 127
     assert np.all(np.abs(decoded[:, :6] - rows[:, :6]) <= pooled_step / 2 + 1e-6)
     roots = np.sqrt(rows[:, 6:])
-    root_step = roots.max(axis=1, keepdims=True) / LEVELS
+    root_step = roots.max(axis=1, keepdims=True) / 127
     assert np.all(np.abs(np.sqrt(decoded[:, 6:]) - roots) <= root_step / 2 + 1e-6)
     assert np.all(decoded[:, 6:] >= 0)  # probabilities stay probabilities
     # the square-root segment keeps small probabilities a linear int8 would round to 0
@@ -87,7 +87,7 @@ def test_save_and_load_map_the_codes_without_pickle(tmp_path):
 def test_load_errors_name_the_file(tmp_path):
     QuantizedRows.encode(_rows(), CODEC).save(tmp_path, "joint")
     np.save(tmp_path / "joint.codes.npy", np.zeros((40, 10), dtype=np.float32))
-    with pytest.raises(ValueError, match=r"joint\.codes\.npy: expected an \(n, d\) int8 array"):
+    with pytest.raises(ValueError, match=r"joint\.codes\.npy: expected a 2-d int8 array"):
         QuantizedRows.load(tmp_path, "joint", None)
     np.save(tmp_path / "joint.codes.npy", np.zeros((40, 10), dtype=np.int8))
     with pytest.raises(ValueError, match=r"joint\.scales\.npy"):
@@ -101,3 +101,27 @@ def test_segments_follow_the_encoder_fields_when_they_tile_the_row():
     assert segments_of({"pooled": (0, 19)}, 19) == (Segment(0, 19),)
     assert segments_of({"pooled": (0, 6)}, 10) == (Segment(0, 10),)  # a gap: one scale for the row
     assert segments_of({"a": (0, 6), "b": (4, 10)}, 10) == (Segment(0, 10),)  # an overlap
+
+
+@pytest.mark.parametrize("d", [10, 9])
+def test_4_bit_codes_pack_two_a_byte_and_round_trip_within_half_a_step(tmp_path, d):
+    rows = _rows()[:, :d]
+    segments = (Segment(0, 6), Segment(6, d, sqrt=True))
+    quantized = QuantizedRows.encode(rows, RowCodec(segments, bits=4))
+    assert quantized.codes.dtype == np.uint8 and quantized.codes.shape == (40, (d + 1) // 2)
+    assert quantized.shape == (40, d) and quantized.nbytes == 40 * ((d + 1) // 2) + 40 * 2 * 4
+    decoded = np.asarray(quantized)
+    step = np.abs(rows[:, :6]).max(axis=1, keepdims=True) / 7
+    assert np.all(np.abs(decoded[:, :6] - rows[:, :6]) <= step / 2 + 1e-6)
+    again = QuantizedRows.encode(quantized, quantized.codec)
+    np.testing.assert_array_equal(again.codes, quantized.codes)
+    quantized.save(tmp_path, "joint")
+    loaded = QuantizedRows.load(tmp_path, "joint", quantized.codec.to_json(), bits=4)
+    np.testing.assert_array_equal(loaded[[3, 1]], decoded[[3, 1]])
+    with pytest.raises(ValueError, match="expected a 2-d int8 array, found uint8"):
+        QuantizedRows.load(tmp_path, "joint", quantized.codec.to_json(), bits=8)
+
+
+def test_only_8_or_4_bit_codes():
+    with pytest.raises(ValueError, match="codes of 3 bits"):
+        RowCodec(SEGMENTS, bits=3)

@@ -6,12 +6,12 @@ Layout of an index folder::
     INDEX/.lock                       held (flock) by the one process updating the index; holds its pid
     INDEX/data-<ns>/items.json        ids, relative paths, content hashes (columns)
     INDEX/data-<ns>/stats.npy         size, mtime_ns, ctime_ns (n, 3) int64 of the bytes that were hashed
-    INDEX/data-<ns>/features.*.npy    raw image features (n, F), for the reranker: int8 codes and per-row scales
+    INDEX/data-<ns>/features.*.npy    raw image features (n, F), for the reranker: int4 codes and per-row scales
                                       (:mod:`picsearch.index.codec`); ``features.npy`` float16 before format 2
     INDEX/data-<ns>/child_prob.npy    child-detector probability (n,) float32
     INDEX/data-<ns>/child.npy         child flag (n,) bool
     INDEX/data-<ns>/joint.*.npy       joint-space vectors (n, d) of every row, hidden ones too (never searched):
-                                      int8 codes and scales, or ``joint.npy`` (float16 / float32, and before format 2)
+                                      int8 / int4 codes and scales, or ``joint.npy`` (float16 / float32; format 1)
     INDEX/data-<ns>/held.npy          which rows the vector store held when this folder was written (n,) bool
     INDEX/data-<ns>/ann.*             the FAISS index of an ``ann`` store
     INDEX/milvus.db                   the Milvus Lite database of a ``milvus`` store without a server
@@ -46,8 +46,9 @@ from picsearch.storage import load_array, load_json, save_array, save_json
 
 FORMAT = "picsearch-index/2"
 READABLE_FORMATS = ("picsearch-index/1", FORMAT)  # format 1: float16 features.npy, float joint.npy
-FEATURE_DTYPE = "int8"  # per-row scales (codec.py): 3.6 KB a photo instead of 7.1 KB, CV tau_c unchanged
-VECTOR_DTYPES = ("int8", "float16", "float32")
+FEATURE_BITS = 4  # per-row scales, column weights (codec.py): 1.8 KB a photo instead of 7.1 KB; CV tau_c -0.0001
+CODE_BITS = {"int8": 8, "int4": 4}
+VECTOR_DTYPES = (*CODE_BITS, "float16", "float32")
 MODEL_FILES = (MANIFEST, "*.safetensors", "*.lgb.txt")  # what RelevanceBundle.load reads
 UNKNOWN_STAT = (-1, -1, -1)  # an index written before stats were recorded: files are hashed on first use
 
@@ -161,8 +162,9 @@ class GalleryIndex:
             "child_flagged": int(self.child.sum()),
             "store": spec.to_json(),
             "vector_dtype": self.vector_dtype,
-            "feature_dtype": FEATURE_DTYPE,
+            "feature_dtype": f"int{self.features.codec.bits}",
             "feature_segments": self.features.codec.to_json(),
+            **({"vector_segments": self.joint.codec.to_json()} if isinstance(self.joint, QuantizedRows) else {}),
         }
         save_json(folder / "manifest.json", manifest)
         self.store, self.data_dir = spec, data
@@ -242,13 +244,13 @@ class GalleryIndex:
             return self.feature_codec
         if isinstance(self.features, QuantizedRows):
             return self.features.codec
-        return RowCodec.fit(self.features, (Segment(0, self.features.shape[1]),))
+        return RowCodec.fit(self.features, (Segment(0, self.features.shape[1]),), FEATURE_BITS)
 
 
 def _save_vectors(data: Path, joint: np.ndarray | QuantizedRows, dtype: str) -> np.ndarray | QuantizedRows:
     """Write the joint vectors as ``dtype`` (:data:`VECTOR_DTYPES`); returns them as a reader will see them."""
-    if dtype == "int8":
-        quantized = QuantizedRows.encode(joint)
+    if dtype in CODE_BITS:
+        quantized = QuantizedRows.encode(joint, RowCodec((Segment(0, joint.shape[1]),), bits=CODE_BITS[dtype]))
         quantized.save(data, "joint")
         return quantized
     vectors = np.asarray(joint, dtype=dtype)
@@ -258,12 +260,14 @@ def _save_vectors(data: Path, joint: np.ndarray | QuantizedRows, dtype: str) -> 
 
 def _load_rows(data: Path, manifest: dict, mmap: bool) -> tuple[np.ndarray | QuantizedRows, np.ndarray | QuantizedRows]:
     """Features and joint vectors of a data folder, in the layout its manifest records (every format so far)."""
-    if manifest.get("feature_dtype") == "int8":
-        features = QuantizedRows.load(data, "features", manifest.get("feature_segments"), mmap)
+    kind = manifest.get("feature_dtype")
+    if kind in CODE_BITS:
+        features = QuantizedRows.load(data, "features", manifest.get("feature_segments"), CODE_BITS[kind], mmap)
     else:
         features = load_array(data / "features.npy", mmap=mmap)
-    if manifest.get("vector_dtype") == "int8":
-        return features, QuantizedRows.load(data, "joint", None, mmap)
+    kind = manifest.get("vector_dtype")
+    if kind in CODE_BITS:
+        return features, QuantizedRows.load(data, "joint", manifest.get("vector_segments"), CODE_BITS[kind], mmap)
     legacy = not (data / "joint.npy").is_file()  # written before stores were chosen: store/vectors.npy
     return features, load_array(data / ("store/vectors.npy" if legacy else "joint.npy"), mmap=mmap)
 

@@ -33,6 +33,7 @@ from picsearch.features import embed_images
 from picsearch.features.embed import available_cpus
 from picsearch.index.gallery import (
     GalleryIndex,
+    FEATURE_BITS,
     IndexFormatError,
     VECTOR_DTYPES,
     image_id,
@@ -274,7 +275,7 @@ def _feature_codec(features: np.ndarray, previous: GalleryIndex | None, encoder:
     """The previous index's codec (its reused rows keep their codes), else one fitted on ``features``."""
     if previous is not None and isinstance(previous.features, QuantizedRows):
         return previous.features.codec
-    return RowCodec.fit(features, segments_of(encoder.fields, encoder.dim))
+    return RowCodec.fit(features, segments_of(encoder.fields, encoder.dim), FEATURE_BITS)
 
 
 def _visible(index: GalleryIndex, out: Path) -> np.ndarray:

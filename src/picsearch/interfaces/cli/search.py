@@ -34,7 +34,7 @@ def index_command(
     vectors: Annotated[
         str,
         typer.Option(
-            "--vectors", help="How the joint vectors are stored: int8 (per-row scale, 2.6 KB a photo), float16 or float32."
+            "--vectors", help="How the joint vectors are stored: int8 (per-row scale, 2.6 KB a photo), int4 (1.3 KB), float16 or float32."
         ),
     ] = "int8",
     no_wait: Annotated[

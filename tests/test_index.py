@@ -46,7 +46,7 @@ def test_build_writes_safe_consistent_index(gallery, tmp_path, synthetic_bundle)
     assert (len(report.added), report.unchanged, report.total) == (6, 0, 6)
     manifest = read_manifest(out)
     assert manifest["count"] == 6 and manifest["image_encoder"] and manifest["model_fingerprint"]
-    assert (manifest["feature_dtype"], manifest["vector_dtype"]) == ("int4", "int8")
+    assert (manifest["feature_dtype"], manifest["vector_dtype"]) == ("int8", "int8")
     for array in (out / manifest["data"]).rglob("*.npy"):
         np.load(array, allow_pickle=False)  # no object arrays anywhere
     index = GalleryIndex.load(out)
@@ -174,7 +174,7 @@ def test_quantized_index_keeps_values_and_joint_order(synthetic_index):
     index = GalleryIndex.load(synthetic_index)
     bundle = RelevanceBundle.load(index.meta["model"])
     full = _full_precision(index, bundle)
-    _assert_within_steps(index.features, full.features, levels=7)
+    _assert_within_steps(index.features, full.features, levels=127)
     _assert_within_steps(index.joint, full.joint, levels=127)
     encoder = bundle.query_encoder()
     searcher = Searcher(index, bundle, encoder)
@@ -226,10 +226,10 @@ def test_format_1_indexes_load_search_and_update_into_format_2(synthetic_bundle,
     report = build_index(gallery, synthetic_bundle, out, cache, progress=False)
     assert report.added == ["copy.png"] and report.unchanged == len(old)
     manifest = read_manifest(out)
-    assert (manifest["format"], manifest["feature_dtype"], manifest["vector_dtype"]) == (FORMAT, "int4", "int8")
+    assert (manifest["format"], manifest["feature_dtype"], manifest["vector_dtype"]) == (FORMAT, "int8", "int8")
     new = GalleryIndex.load(out)
     rows = new.rows()
-    _assert_within_steps(new.features[[rows[i] for i in old.ids]], np.asarray(old.features, np.float32), levels=7)
+    _assert_within_steps(new.features[[rows[i] for i in old.ids]], np.asarray(old.features, np.float32), levels=127)
     np.testing.assert_array_equal(new.joint[[rows[i] for i in old.ids]], old.joint)  # re-encoding is exact
     assert [i for i in _joint_order(out, "a red circle") if i != image_id("copy.png")] == before
 

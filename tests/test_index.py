@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +12,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from picsearch.index import GalleryIndex, IndexFormatError, build_index, image_id, read_manifest
+from picsearch.data.images import read_image
+from picsearch.encoders import get_image_encoder
+from picsearch.index.codec import QuantizedRows
+from picsearch.index.gallery import FORMAT
+from picsearch.models import RelevanceBundle
+from picsearch.search import Searcher
 
 
 def write_gallery(folder: Path, n: int = 6) -> list[Path]:
@@ -39,15 +46,15 @@ def test_build_writes_safe_consistent_index(gallery, tmp_path, synthetic_bundle)
     assert (len(report.added), report.unchanged, report.total) == (6, 0, 6)
     manifest = read_manifest(out)
     assert manifest["count"] == 6 and manifest["image_encoder"] and manifest["model_fingerprint"]
-    assert manifest["feature_dtype"] == "float16"
+    assert (manifest["feature_dtype"], manifest["vector_dtype"]) == ("int8", "int8")
     for array in (out / manifest["data"]).rglob("*.npy"):
         np.load(array, allow_pickle=False)  # no object arrays anywhere
     index = GalleryIndex.load(out)
     assert index.paths == sorted(index.paths) and "sub/img5.jpg" in index.paths
     assert index.ids == [image_id(path) for path in index.paths]
-    assert isinstance(index.features, np.memmap) and index.features.dtype == np.float16
+    assert isinstance(index.features, QuantizedRows) and isinstance(index.features.codes, np.memmap)
     norms = np.linalg.norm(np.asarray(index.joint, dtype=np.float32), axis=1)
-    np.testing.assert_allclose(norms, 1.0, atol=1e-3)
+    np.testing.assert_allclose(norms, 1.0, atol=5e-3)  # int8 codes: within half a step per coordinate
     assert index.child.dtype == bool and np.all((0 <= index.child_prob) & (index.child_prob <= 1))
 
 
@@ -144,3 +151,94 @@ def test_index_command_on_the_real_models(gallery, tmp_path, real_artifacts):
     assert index.meta["model"] == str(real_artifacts.resolve()) and index.features.shape[0] == 6
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "unchanged 6" in again.output
+
+
+RANKING_QUERIES = ["a red circle", "a big blue square", "a small green circle", "a yellow shape", "grey", "orange"]
+
+
+def _assert_within_steps(stored: np.ndarray, exact: np.ndarray, levels: int, steps: float = 2.0) -> None:
+    """Each value within ``steps`` steps of a code (``levels`` each side of 0) of its row's largest value
+    (column weights move the steps of single columns; the embedding cache rounds to float16)."""
+    step = np.abs(exact).max(axis=1, keepdims=True) / levels
+    assert np.all(np.abs(np.asarray(stored, dtype=np.float32) - exact) <= steps * step)
+
+
+def _full_precision(index: GalleryIndex, bundle: RelevanceBundle) -> GalleryIndex:
+    """``index``'s rows with float32 features embedded again and their float32 joint vectors."""
+    encoder = get_image_encoder(bundle.image_encoder)
+    features = encoder.encode([read_image(index.absolute_path(row)) for row in range(len(index))])
+    return dataclasses.replace(index, features=features, joint=bundle.joint_image(features))
+
+
+def test_quantized_index_keeps_values_and_joint_order(synthetic_index):
+    index = GalleryIndex.load(synthetic_index)
+    bundle = RelevanceBundle.load(index.meta["model"])
+    full = _full_precision(index, bundle)
+    _assert_within_steps(index.features, full.features, levels=127)
+    _assert_within_steps(index.joint, full.joint, levels=127)
+    encoder = bundle.query_encoder()
+    searcher = Searcher(index, bundle, encoder)
+    for query in RANKING_QUERIES:
+        text = encoder.encode([query])
+        order = searcher._retrieve(text, searcher._store, len(index))[0]
+        exact = (bundle.joint_text(text) @ full.joint.T)[0]
+        # the int8 order is the exact one up to near-ties (the joint vectors are within 2 steps per coordinate)
+        assert np.all(np.diff(exact[order]) <= 5e-3), query
+
+
+def _as_format_1(out: Path, legacy: bool = False) -> None:
+    """Rewrite the index at ``out`` as format 1 wrote it: float16 ``features.npy``, float32 ``joint.npy``
+    (``legacy``: ``store/vectors.npy``, as before stores were chosen)."""
+    manifest = read_manifest(out)
+    data, index = out / manifest["data"], GalleryIndex.load(out, mmap=False)
+    vectors = data / ("store/vectors.npy" if legacy else "joint.npy")
+    vectors.parent.mkdir(exist_ok=True)
+    np.save(data / "features.npy", np.asarray(index.features, dtype=np.float16))
+    np.save(vectors, np.asarray(index.joint, dtype=np.float32))
+    for path in [*data.glob("*.codes.npy"), *data.glob("*.scales.npy")]:
+        path.unlink()
+    del manifest["feature_segments"]
+    manifest.update(format="picsearch-index/1", feature_dtype="float16", vector_dtype="float32")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _joint_order(out: Path, query: str) -> list[str]:
+    """Ids of every visible row of the index at ``out`` in joint-space order for ``query`` (before reranking)."""
+    searcher = Searcher.open(out)
+    rows = searcher._retrieve(searcher.text_encoder.encode([query]), searcher._store, len(searcher.index))[0]
+    return [searcher.index.ids[row] for row in rows]
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_format_1_indexes_load_search_and_update_into_format_2(synthetic_bundle, tmp_path, legacy):
+    from synthetic_bundle import write_gallery as draw_gallery
+
+    gallery, out, cache = tmp_path / "gallery", tmp_path / "index", tmp_path / "cache"
+    draw_gallery(gallery)
+    build_index(gallery, synthetic_bundle, out, cache, progress=False)
+    before = _joint_order(out, "a red circle")
+    _as_format_1(out, legacy)
+    old = GalleryIndex.load(out)
+    assert old.features.dtype == np.float16 and old.joint.dtype == np.float32
+    assert _joint_order(out, "a red circle") == before
+    assert len(Searcher.open(out).search("a red circle", k=5).hits) == 5
+    shutil.copy(gallery / "red-circle.png", gallery / "copy.png")
+    report = build_index(gallery, synthetic_bundle, out, cache, progress=False)
+    assert report.added == ["copy.png"] and report.unchanged == len(old)
+    manifest = read_manifest(out)
+    assert (manifest["format"], manifest["feature_dtype"], manifest["vector_dtype"]) == (FORMAT, "int8", "int8")
+    new = GalleryIndex.load(out)
+    rows = new.rows()
+    _assert_within_steps(new.features[[rows[i] for i in old.ids]], np.asarray(old.features, np.float32), levels=127)
+    np.testing.assert_array_equal(new.joint[[rows[i] for i in old.ids]], old.joint)  # re-encoding is exact
+    assert [i for i in _joint_order(out, "a red circle") if i != image_id("copy.png")] == before
+
+
+def test_a_newer_format_is_a_one_line_error_asking_to_rebuild(synthetic_index, tmp_path):
+    out = tmp_path / "index"
+    shutil.copytree(synthetic_index, out)
+    manifest = read_manifest(out)
+    (out / "manifest.json").write_text(json.dumps({**manifest, "format": "picsearch-index/3"}))
+    with pytest.raises(IndexFormatError, match=r"found 'picsearch-index/3'; rebuild the index") as error:
+        GalleryIndex.load(out)
+    assert "\n" not in str(error.value)

@@ -14,8 +14,10 @@ nearly orthogonal to every other, which no gallery is). The exact index is writt
 each other store is then filled from its stored vectors, as ``picsearch index --store`` migrates,
 and timed as "build". Recall@10/@100 compare each store's top-k with the exact top-k of the same
 visible images for the same queries. Milvus runs embedded (Milvus Lite) and only up to
-``--milvus-max`` images: Lite is a single-process test server, not what a cluster measures. The index is written and read through the real on-disk format (features float16, memory-
-mapped; joint vectors float32, or float16 from 1M images on). Latency is per query (one at a time),
+``--milvus-max`` images: Lite is a single-process test server, not what a cluster measures. The index is written and read through the real on-disk format (format 2: features and joint vectors
+as int8 codes with per-row scales, memory-mapped); its disk per image is compared with the same index in
+format 1 (float16 ``features.npy``, ``joint.npy`` float32, or float16 from 1M images on), measured from
+files written in the same run. Latency is per query (one at a time),
 split into text encoding, retrieval (joint projection + store search) and reranking (feature
 gather from the memory-mapped features + relevance model). Two baselines are timed in the same run: the same search with the text
 encoder on PyTorch (the pipeline before ONNX Runtime), and scoring every image of the gallery with the
@@ -87,6 +89,26 @@ def synthetic_index(real: GalleryIndex, n: int, folder: Path, seed: int = 0) -> 
     ).save(folder)
     del source
     folder.with_suffix(".features.npy").unlink()
+
+
+QUANTIZED = ("*.codes.npy", "*.scales.npy", "*.columns.npy")
+
+
+def format_1_disk(folder: Path) -> int:
+    """Bytes the index at ``folder`` would take in format 1: its files other than the quantized arrays, plus
+    ``features.npy`` (float16) and ``joint.npy`` written as format 1 wrote them (chunked, memory-mapped)."""
+    index = GalleryIndex.load(folder)
+    quantized = {path for pattern in QUANTIZED for path in index.data_dir.glob(pattern)}
+    shared = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p not in quantized)
+    joint_dtype = np.float16 if len(index) >= FLOAT16_FROM else np.float32
+    with tempfile.TemporaryDirectory(prefix="picsearch-format1-") as tmp:
+        for name, rows, dtype in (("features", index.features, np.float16), ("joint", index.joint, joint_dtype)):
+            out = np.lib.format.open_memmap(Path(tmp) / f"{name}.npy", "w+", dtype, rows.shape)
+            for start in range(0, len(rows), CHUNK):
+                out[start : start + CHUNK] = rows[start : start + CHUNK]
+            out.flush()
+            del out
+        return shared + sum(p.stat().st_size for p in Path(tmp).iterdir())
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -201,6 +223,7 @@ def measure(
         "load_s": load_s,
         "ram_per_image": resident / n,
         "disk_per_image": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / n,
+        "disk_per_image_format1": format_1_disk(folder) / n if kind == "exact" else None,
         **{step: percentiles(values) for step, values in steps.items()},
         **{f"recall@{k}": value for k, value in recall_against_exact(searcher, queries).items()},
         "fetch": percentiles(time_feature_fetch(searcher, len(queries))),
@@ -210,7 +233,7 @@ def measure(
         time_queries(searcher, queries[:2])
         row["total_torch"] = percentiles(time_queries(searcher, queries[:baseline_queries])["total"])
         searcher.text_encoder = onnx_encoder
-    if kind == "exact" and searcher.index.features.size * 4 <= BASELINE_MAX_BYTES:
+    if kind == "exact" and int(np.prod(searcher.index.features.shape)) * 4 <= BASELINE_MAX_BYTES:
         row["baseline"] = percentiles(time_baseline(searcher, queries[:baseline_queries]))
     return row
 
@@ -237,13 +260,15 @@ def measure_size(
 def table(rows: list[dict]) -> Table:
     """The benchmark table: one row per gallery size and store."""
     out = Table(title="search per query (ms, p50 / p99); recall of the store's top-k against exact")
-    for name in ("images", "visible", "store", "build s", "load s", "RAM B/img", "disk B/img", "encode", "retrieve", "rerank",
+    for name in ("images", "visible", "store", "build s", "load s", "RAM B/img", "disk B/img", "format 1 B/img", "disk vs format 1", "encode", "retrieve", "rerank",
                  "total", "of rerank: feature fetch", "recall@10", "recall@100", "retrieve vs exact (p50)", "before: PyTorch encoder",
                  "speed-up (p50)", "baseline: score all", "speed-up (p50) "):
         out.add_column(name, justify="right")
     for row in rows:
         cells = [f"{row['n']:,}", f"{row['searched']:,}", row["store"], f"{row['build_s']:.1f}", f"{row['load_s']:.2f}",
                  f"{row['ram_per_image']:,.0f}", f"{row['disk_per_image']:,.0f}"]
+        old = row["disk_per_image_format1"]
+        cells += [f"{old:,.0f}", f"{row['disk_per_image'] / old:.2f}x"] if old else ["—", "—"]
         cells += [f"{row[s][0]:.1f} / {row[s][1]:.1f}" for s in ("encode", "retrieve", "rerank", "total", "fetch")]
         cells += [f"{row['recall@10']:.3f}", f"{row['recall@100']:.3f}", f"{row['retrieve_speedup']:.1f}x"]
         if "total_torch" in row:

@@ -33,12 +33,15 @@ from picsearch.features import embed_images
 from picsearch.features.embed import available_cpus
 from picsearch.index.gallery import (
     GalleryIndex,
+    FEATURE_BITS,
     IndexFormatError,
+    VECTOR_DTYPES,
     image_id,
     model_fingerprint,
     read_manifest,
     remove_leftovers,
 )
+from picsearch.index.codec import QuantizedRows, RowCodec, segments_of
 from picsearch.index.lock import index_lock
 from picsearch.index.review import Moderation, ReviewLog
 from picsearch.index.stores import StoreSpec
@@ -89,7 +92,7 @@ def build_index(
     *,
     bundle: RelevanceBundle | None = None,
     encoder: ImageEncoder | None = None,
-    vector_dtype: str = "float32",
+    vector_dtype: str = "int8",
     store: StoreSpec | None = None,
     batch_size: int = 32,
     progress: bool = True,
@@ -108,6 +111,8 @@ def build_index(
     gallery, model_dir, out = Path(gallery), Path(model_dir), Path(out)
     if not gallery.is_dir():
         raise FileNotFoundError(f"{gallery}: gallery folder not found")
+    if vector_dtype not in VECTOR_DTYPES:
+        raise ValueError(f"--vectors: expected one of {', '.join(VECTOR_DTYPES)}, got {vector_dtype!r}")
     bundle = bundle or RelevanceBundle.load(model_dir)
     encoder = encoder or get_image_encoder(bundle.image_encoder)
     fingerprint = model_fingerprint(model_dir)
@@ -119,7 +124,7 @@ def build_index(
         cache_dir = cache_dir or default_cache_dir(model_dir)
         fresh = _embed([p for p in photos if p.relative not in reused], encoder, cache_dir, batch_size, progress, report)
         report.rescored = previous is not None and previous.meta.get("model_fingerprint") != fingerprint
-        index = _assemble(gallery, photos, reused, fresh, previous, bundle, report.rescored, encoder.dim, vector_dtype)
+        index = _assemble(gallery, photos, reused, fresh, previous, bundle, report.rescored, encoder)
         index.meta = {
             "image_encoder": bundle.image_encoder,
             "text_encoder": bundle.text_encoder,
@@ -129,6 +134,7 @@ def build_index(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         index.store = store or (previous.store if previous else StoreSpec())
+        index.vector_dtype = vector_dtype
         report.total, report.child_flagged = len(index), int(index.child.sum())
         if _differs(index, previous):
             index.save(out, visible=_visible(index, out))
@@ -220,15 +226,14 @@ def _assemble(
     previous: GalleryIndex | None,
     bundle: RelevanceBundle,
     rescore: bool,
-    dim: int,
-    vector_dtype: str,
+    encoder: ImageEncoder,
 ) -> GalleryIndex:
     """The finished rows in gallery order: reused rows copy their stored features, vectors and flags;
     fresh rows (every row after a model change) are projected and scored by the child detector now."""
     kept = [photo for photo in photos if photo.relative in reused or photo.relative in fresh]
     old = np.array([reused.get(photo.relative, -1) for photo in kept], dtype=np.int64)
     new = old < 0
-    features = np.zeros((len(kept), dim), dtype=np.float32)
+    features = np.zeros((len(kept), encoder.dim), dtype=np.float32)
     if previous is not None:
         features[~new] = previous.features[old[~new]]
     if new.any():
@@ -244,7 +249,8 @@ def _assemble(
         features=features,
         child_prob=child_prob,
         child=child_prob >= bundle.child_threshold,
-        joint=joint.astype(vector_dtype),
+        joint=joint,
+        feature_codec=_feature_codec(features, previous, encoder),
     )
 
 
@@ -263,6 +269,13 @@ def _score(
         joint[~score] = previous.joint[old[~score]]
         child_prob[~score] = previous.child_prob[old[~score]]
     return joint, child_prob
+
+
+def _feature_codec(features: np.ndarray, previous: GalleryIndex | None, encoder: ImageEncoder) -> RowCodec:
+    """The previous index's codec (its reused rows keep their codes), else one fitted on ``features``."""
+    if previous is not None and isinstance(previous.features, QuantizedRows):
+        return previous.features.codec
+    return RowCodec.fit(features, segments_of(encoder.fields, encoder.dim), FEATURE_BITS)
 
 
 def _visible(index: GalleryIndex, out: Path) -> np.ndarray:

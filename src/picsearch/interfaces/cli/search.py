@@ -31,7 +31,12 @@ def index_command(
     model: Annotated[Path, typer.Option("--model", help="Model artifacts folder from `picsearch train`.")],
     out: Annotated[Path, typer.Option("--out", help="Index folder to create or update.")],
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Embedding cache (default MODEL/cache).")] = None,
-    float16: Annotated[bool, typer.Option("--float16", help="Store joint vectors as float16.")] = False,
+    vectors: Annotated[
+        str,
+        typer.Option(
+            "--vectors", help="How the joint vectors are stored: int8 (per-row scale, 2.6 KB a photo), int4 (1.3 KB), float16 or float32."
+        ),
+    ] = "int8",
     no_wait: Annotated[
         bool,
         typer.Option("--no-wait", help="Fail (exit 2) instead of waiting while another process updates --out."),
@@ -63,7 +68,7 @@ def index_command(
     with user_errors(IndexLockedError):
         spec = parse_store(store, milvus_uri)
         report = build_index(
-            gallery, model, out, cache, vector_dtype="float16" if float16 else "float32", wait=not no_wait,
+            gallery, model, out, cache, vector_dtype=vectors, wait=not no_wait,
             on_wait=waiting, store=spec,
         )
     print_update(report)

@@ -22,7 +22,7 @@ import tempfile
 import warnings
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ import torch
 from picsearch.config import models_dir
 from picsearch.runtime import compute_threads
 from picsearch.storage import file_sha256
+
+if TYPE_CHECKING:
+    import onnx
 
 OPSET = 17
 EXPORT_VERSION = 1  # bump when the exported graph changes (inputs, pooling, normalization)
@@ -39,7 +42,7 @@ QUANTIZE_VERSION = 1  # bump when the int8 recipe below changes
 # hidden state, with a few huge channels) lose too much at int8 even after smoothing.
 FLOAT_MATMULS = re.compile(r"layer\.\d+/output/dense/MatMul$")  # not BERT's attention/output/dense
 # SmoothQuant's migration strength: the share of each input channel's range moved from the activation into
-# the weights before quantizing (0.5 and 0.9 measured worse on all-mpnet-base-v2).
+# the weights before quantizing (0.7 and 0.9 measured worse on all-mpnet-base-v2).
 SMOOTHING = 0.8
 # Caption-like sentences whose activations set the smoothing scales (written for this purpose).
 CALIBRATION = (
@@ -120,7 +123,8 @@ def quantize_config() -> str:
 
     calibration = hashlib.sha256("\n".join(CALIBRATION).encode()).hexdigest()[:16]
     return (f"onnxruntime {onnxruntime.__version__}, dynamic int8 per-channel u8u8, MatMul with constant weights, "
-            f"float {FLOAT_MATMULS.pattern}, smoothing {SMOOTHING} on {calibration}, picsearch quantize {QUANTIZE_VERSION}")
+            f"float {FLOAT_MATMULS.pattern}, smoothing {SMOOTHING} on {calibration}, "
+            f"picsearch quantize {QUANTIZE_VERSION}")
 
 
 def cached_int8(float_graph: Path, model_dir: Path) -> Path:
@@ -155,16 +159,15 @@ def quantize_sentence_graph(float_graph: Path, model_dir: Path, path: Path) -> N
     )
 
 
-def activation_maxima(model, names: Sequence[str], model_dir: Path) -> dict[str, np.ndarray]:
+def activation_maxima(model: "onnx.ModelProto", names: Sequence[str], model_dir: Path) -> dict[str, np.ndarray]:
     """Per channel, the largest magnitude each tensor in ``names`` takes over :data:`CALIBRATION` (one text a run)."""
     import onnx
-    import onnxruntime
     import transformers
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in names)
-    session = onnxruntime.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = onnx_session(probe.SerializeToString())
     tokenizer = transformers.AutoTokenizer.from_pretrained(sentence_layout(model_dir)[0], local_files_only=True)
     maxima = {name: np.zeros(0, np.float32) for name in names}
     for text in CALIBRATION:
@@ -176,14 +179,14 @@ def activation_maxima(model, names: Sequence[str], model_dir: Path) -> dict[str,
     return maxima
 
 
-def smooth(model, targets: Sequence, maxima: dict[str, np.ndarray]) -> None:
+def smooth(model: "onnx.ModelProto", targets: Sequence["onnx.NodeProto"], maxima: dict[str, np.ndarray]) -> None:
     """Insert ``x / s`` before the MatMuls ``targets`` (in place) and scale their weights' rows by ``s``, where
     ``s = max|x|^a / max|w|^(1-a)`` per input channel, ``a`` = :data:`SMOOTHING`: the same products, flatter
     activations."""
     from onnx import helper, numpy_helper
 
     weights = {tensor.name: tensor for tensor in model.graph.initializer}
-    smoothed: dict[str, object] = {}
+    smoothed: dict[str, "onnx.NodeProto"] = {}
     for name, peak in maxima.items():
         users = [node for node in targets if node.input[0] == name]
         rows = [numpy_helper.to_array(weights[node.input[1]]) for node in users]
@@ -219,8 +222,8 @@ def export_module(
         )
 
 
-def onnx_session(path: Path):
-    """An ONNX Runtime CPU session on ``path`` with the threads the entry point set."""
+def onnx_session(graph: Path | bytes):
+    """An ONNX Runtime CPU session on the file (or serialized graph) ``graph``, with the threads the entry point set."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -228,7 +231,8 @@ def onnx_session(path: Path):
     options.inter_op_num_threads = 1
     # On a shared CPU, spinning worker threads steal the cores other requests need.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    source = graph if isinstance(graph, bytes) else str(graph)
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def cached_onnx(model_dir: Path, name: str, weights: str | None = None, cache: Path | None = None) -> Path:

@@ -41,7 +41,10 @@ def test_registry_names() -> None:
     with pytest.raises(ValueError, match="takes as source only a runtime, onnx or torch"):
         get_image_encoder("effnet-lite0:/some/folder")
     assert get_image_encoder("effnet-lite0+lite2:torch").large.backend == "torch"
-    assert get_text_encoder("mpnet").backend == "onnx" and get_text_encoder("minilm:torch").backend == "torch"
+    assert get_text_encoder("mpnet").backend == "onnx-int8" and get_text_encoder("mpnet:onnx").backend == "onnx"
+    assert get_text_encoder("minilm").backend == "onnx" and get_text_encoder("minilm:torch").backend == "torch"
+    with pytest.raises(ValueError, match="'minilm' takes as source only a runtime, onnx or torch"):
+        get_text_encoder("minilm:onnx-int8")  # its int8 graph was never measured
 
 
 def test_registered_encoders_are_built_by_name(monkeypatch: pytest.MonkeyPatch) -> None:

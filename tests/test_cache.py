@@ -169,6 +169,20 @@ def test_texts_are_cached_by_content(tmp_path: Path) -> None:
     np.testing.assert_array_equal(second, [[13, 2], [15, 3]])
 
 
+def test_joined_encoders_are_cached_part_by_part(tmp_path: Path) -> None:
+    from picsearch.encoders import ConcatTextEncoder
+
+    first, second = CountingTextEncoder(), CountingTextEncoder()
+    second.id = "counting-text-v2"
+    embed_texts(["a dog"], first, tmp_path, progress=False)
+    joined = embed_texts(["a dog", "two cats"], ConcatTextEncoder([first, second]), tmp_path, progress=False)
+    assert first.encoded == ["a dog", "two cats"] and second.encoded == ["a dog", "two cats"]
+    np.testing.assert_array_equal(joined, [[5, 1, 5, 1], [8, 1, 8, 1]])
+    alone = embed_texts(["two cats"], second, tmp_path, progress=False)
+    assert second.encoded == ["a dog", "two cats"]
+    np.testing.assert_array_equal(alone, [[8, 1]])
+
+
 def test_nothing_in_the_cache_needs_pickle(tmp_path: Path) -> None:
     paths = _write_images(tmp_path / "img", 3)
     embed_images(paths, CountingImageEncoder(), tmp_path, progress=False)

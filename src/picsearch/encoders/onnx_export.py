@@ -129,8 +129,12 @@ def quantize_config() -> str:
 
 def cached_int8(float_graph: Path, model_dir: Path) -> Path:
     """The int8 graph derived from ``float_graph`` (the sentence model in ``model_dir``), written on first use
-    beside it (atomically, see :func:`cached_graph`); a changed float file or recipe gives a new file."""
-    digest = f"{file_sha256(float_graph)}|{quantize_config()}"
+    beside it (atomically, see :func:`cached_graph`); a changed float file or recipe gives a new file.
+
+    The float file is known by name, size and mtime, not by its bytes: hashing 400 MB would cost each start a
+    second or two, and :func:`cached_graph` never rewrites a file in place, so a new graph has a new stat."""
+    stat = float_graph.stat()
+    digest = f"{float_graph.name}|{stat.st_size}|{stat.st_mtime_ns}|{quantize_config()}"
     quantize = partial(quantize_sentence_graph, float_graph, model_dir)
     return cached_graph(f"{float_graph.stem}-int8", digest, quantize, float_graph.parent)
 

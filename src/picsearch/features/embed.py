@@ -23,6 +23,7 @@ from picsearch.data.files import FileIdentity, display_name, scan_images
 from picsearch.data.images import ImageReadError, read_image
 from picsearch.encoders import (
     DEFAULT_IMAGE_ENCODER,
+    ConcatTextEncoder,
     DEFAULT_TEXT_ENCODER,
     ImageEncoder,
     TextEncoder,
@@ -196,7 +197,11 @@ def _batches(
 def embed_texts(
     texts: Sequence[str], encoder: TextEncoder, cache_dir: str | os.PathLike, progress: bool = True
 ) -> np.ndarray:
-    """Vectors (len(texts), dim) of ``texts`` by ``encoder``, computing only what ``cache_dir`` lacks."""
+    """Vectors (len(texts), dim) of ``texts`` by ``encoder``, computing only what ``cache_dir`` lacks.
+
+    A :class:`ConcatTextEncoder` is cached part by part, so its parts share vectors with their own uses."""
+    if isinstance(encoder, ConcatTextEncoder):
+        return np.hstack([embed_texts(texts, part, cache_dir, progress) for part in encoder.parts])
     store = EmbeddingStore(cache_dir, encoder.id, encoder.dim)
     keys = [text_digest(text) for text in texts]
     by_key = dict(zip(keys, texts))

@@ -1,6 +1,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from picsearch.models.concat import ConcatLGBM, ConcatMLP, ConcatRidge
@@ -92,3 +93,27 @@ def test_matching_head_grid_scores_every_text_against_every_image_as_aligned_row
     aligned = head.predict(np.tile(images, (len(texts), 1)), np.repeat(texts, len(images), axis=0))
     assert grid.shape == (7, 10) and np.unique(grid).size > 1
     np.testing.assert_allclose(grid, aligned.reshape(7, 10), atol=1e-6)
+
+
+def test_heads_sharing_a_memo_reuse_matchers_across_training_data_options() -> None:
+    """Another target and extra rows (what `train`'s data options change) leave the matchers' inputs alone."""
+    from picsearch.models.matching import MatcherMemo
+    from test_matching import CountingRidge
+
+    factories = {"ridge": lambda: CountingRidge(LAYOUT, 1.0)}
+    # img0 has positives but no scored pair, until the crowd rows bring some
+    base = replace(DATA, pairs=DATA.pairs[DATA.pairs["image"] != "img0.jpg"])
+    CountingRidge.fits = 0
+    alone = MatchingHead(factories, inner_folds=3, n_estimators=20).fit(base)
+    assert CountingRidge.fits == 4  # three inner folds and the final fit
+    memo = MatcherMemo()
+    MatchingHead(factories, inner_folds=3, n_estimators=20, memo=memo).fit(base)
+    extra = pd.concat([DATA.pairs.sample(20, random_state=0), DATA.pairs[DATA.pairs["image"] == "img0.jpg"]])
+    extra = extra.assign(expert=False, weight=0.3)
+    variant = replace(base, pairs=pd.concat([base.pairs.assign(target=base.pairs["target"] ** 2), extra]))
+    reused = MatchingHead(factories, inner_folds=3, n_estimators=20, memo=memo).fit(variant)
+    assert CountingRidge.fits == 8  # the variant fitted none
+    images, texts = DATA.pair_feats(DATA.evaluation)
+    remade = MatchingHead(factories, inner_folds=3, n_estimators=20).fit(variant)
+    np.testing.assert_array_equal(reused.predict(images, texts), remade.predict(images, texts))
+    assert not np.array_equal(alone.predict(images, texts), reused.predict(images, texts))

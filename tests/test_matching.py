@@ -88,3 +88,38 @@ def test_nest_round_trip_keeps_parts_apart() -> None:
     for name in parts:
         assert back[name].params == parts[name].params
         assert back[name].arrays.keys() == parts[name].arrays.keys()
+
+
+class CountingRidge(RidgeMatcher):
+    fits = 0
+
+    def fit(self, image_feats, text_feats):
+        type(self).fits += 1
+        return super().fit(image_feats, text_feats)
+
+
+def test_the_memo_fits_each_distinct_input_once_and_a_failure_not_at_all() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from picsearch.models.matching import MatcherMemo
+
+    CountingRidge.fits = 0
+    factories, memo = {"ridge": lambda: CountingRidge(LAYOUT, 1.0)}, MatcherMemo()
+    with ThreadPoolExecutor(4) as pool:
+        sets = list(pool.map(lambda _: memo.fit(factories, IMAGES, TEXTS), range(8)))
+    assert CountingRidge.fits == 1 and all(s is sets[0] for s in sets)
+    memo.fit(factories, IMAGES[:30], TEXTS[:30])
+    memo.fit({"ridge": lambda: CountingRidge(LAYOUT, 1.0)}, IMAGES, TEXTS)  # other factories: fitted anew
+    assert CountingRidge.fits == 3
+    attempts: list[int] = []
+
+    def flaky() -> RidgeMatcher:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise MemoryError("out of memory")
+        return RidgeMatcher(LAYOUT, 1.0)
+
+    flaky_factories = {"ridge": flaky}
+    with pytest.raises(MemoryError):
+        memo.fit(flaky_factories, IMAGES, TEXTS)
+    assert memo.fit(flaky_factories, IMAGES, TEXTS)["ridge"].coef_.shape[1] == TEXT_DIM  # tried again, not replayed

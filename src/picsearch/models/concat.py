@@ -8,12 +8,14 @@ from __future__ import annotations
 import lightgbm as lgb
 import numpy as np
 import torch
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 
 from picsearch.models.export import Exported
 from picsearch.models.layout import ImageLayout, params_from_json, params_to_json
 from picsearch.models.lgbm import fit_lgbm
 from picsearch.models.linear import fit_ridge, fit_scaler, restore_scaler, scale, scaler_arrays
+from picsearch.models.nn import SeededDropout, seeded_linear
 from picsearch.models.trainset import TrainingSet
 
 
@@ -76,11 +78,10 @@ class ConcatMLP(BaseEstimator):
         images, texts, y, w = _train_rows(data)
         x = _concat(self.layout, images, texts)
         self.scaler_ = fit_scaler(x)
-        torch.manual_seed(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
         net = torch.nn.Sequential(
-            torch.nn.Dropout(self.dropout), torch.nn.Linear(x.shape[1], self.hidden), torch.nn.ReLU(),
-            torch.nn.Linear(self.hidden, 1),
+            SeededDropout(self.dropout, self.seed), seeded_linear(x.shape[1], self.hidden, generator), torch.nn.ReLU(),
+            seeded_linear(self.hidden, 1, generator),
         )
         inputs, targets = torch.from_numpy(scale(self.scaler_, x)), torch.from_numpy(y)
         weights = torch.from_numpy(w / w.mean())
@@ -101,7 +102,7 @@ class ConcatMLP(BaseEstimator):
         x = scale(self.scaler_, _concat(self.layout, image_feats, text_feats))
         hidden = np.maximum(x @ self.layers_["1.weight"].T + self.layers_["1.bias"], 0.0)
         logits = hidden @ self.layers_["3.weight"][0] + self.layers_["3.bias"][0]
-        return 1.0 / (1.0 + np.exp(-logits))
+        return expit(logits)
 
     def export(self) -> Exported:
         arrays = {**self.layers_, **scaler_arrays(self.scaler_, "x_")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -45,14 +46,31 @@ def fit_on(factory: ModelFactory, data: TrainingSet, images: set[str]) -> Releva
     return factory().fit(data.restrict(images))
 
 
-def cross_validate(
-    factory: ModelFactory,
+def _timed_fit(factory: ModelFactory, data: TrainingSet, images: set[str]) -> tuple[RelevanceModel, float]:
+    start = time.perf_counter()
+    model = fit_on(factory, data, images)
+    return model, time.perf_counter() - start
+
+
+def start_fits(
+    factory: ModelFactory, data: TrainingSet, splits: Sequence[Split], pool: Executor
+) -> list[Future[tuple[RelevanceModel, float]]]:
+    """Start fitting a model on each split's training images on ``pool``: (model, fit seconds) per split, in order.
+
+    The fits share ``data`` read-only; the models seed their own generators, so a fit's result does not depend
+    on what runs beside it."""
+    images = data.evaluation["image"]
+    return [pool.submit(_timed_fit, factory, data, split_images(images, split)[0]) for split in splits]
+
+
+def collect_cv(
+    fits: Sequence[Future[tuple[RelevanceModel, float]]],
     data: TrainingSet,
     expert: pd.DataFrame,
     splits: Sequence[Split],
     on_fold: Callable[[], None] | None = None,
 ) -> CVResult:
-    """Fit on each split's training images, predict its held-out expert pairs.
+    """Wait for :func:`start_fits`' models and score each on its split's held-out expert pairs.
 
     ``splits`` index ``data.evaluation`` rows; every held-out expert pair is scored (the full protocol),
     while training uses only the filtered ``data.pairs`` of the training images (``*_filtered`` metrics score
@@ -62,11 +80,9 @@ def cross_validate(
     trained_rows = data.pairs.index[data.pairs["expert"]]
     result = CVResult(pd.Series(np.nan, index=evaluation.index))
     seconds = []
-    for split in splits:
-        train_images, test_images = split_images(evaluation["image"], split)
-        start = time.perf_counter()
-        model = fit_on(factory, data, train_images)
-        seconds.append(time.perf_counter() - start)
+    for fit, split in zip(fits, splits, strict=True):
+        model, fit_seconds = fit.result()
+        seconds.append(fit_seconds)
         result.models.append(model)
         held = evaluation.iloc[split[1]]
         predicted = model.predict(*data.pair_feats(held))
@@ -78,3 +94,16 @@ def cross_validate(
             on_fold()
     result.fit_seconds = float(np.mean(seconds))
     return result
+
+
+def cross_validate(
+    factory: ModelFactory,
+    data: TrainingSet,
+    expert: pd.DataFrame,
+    splits: Sequence[Split],
+    on_fold: Callable[[], None] | None = None,
+) -> CVResult:
+    """Fit on each split's training images, predict its held-out expert pairs, one split after another (see
+    :func:`collect_cv`; `train` overlaps them with :func:`start_fits`)."""
+    with ThreadPoolExecutor(1) as pool:
+        return collect_cv(start_fits(factory, data, splits, pool), data, expert, splits, on_fold)

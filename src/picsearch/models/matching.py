@@ -9,6 +9,9 @@ safe formats. :class:`JointSpace` combines several matchers into the one space r
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from concurrent.futures import Future
 from typing import Callable, Protocol
 
 import numpy as np
@@ -19,6 +22,7 @@ from sklearn.base import BaseEstimator
 from picsearch.models.export import Exported
 from picsearch.models.layout import ImageLayout, params_from_json, params_to_json
 from picsearch.models.linear import fit_ridge, fit_scaler, restore_scaler, scale, scaler_arrays
+from picsearch.models.nn import SeededDropout, seeded_linear
 from picsearch.models.vectors import l2_normalize
 
 
@@ -40,6 +44,47 @@ def fit_matchers(factories: dict[str, MatcherFactory], image_feats: np.ndarray, 
                  ) -> dict[str, Matcher]:
     """A fresh matcher of every factory, fitted on the same positive pairs."""
     return {name: make().fit(image_feats, text_feats) for name, make in factories.items()}
+
+
+class MatcherMemo:
+    """:func:`fit_matchers` once per distinct input: the matchers of several models trained on the same positives.
+
+    `train` refits its selected model on each training-data option; the options differ in the targets and rows
+    the head learns from, not in the positives the matchers fit, so those fits repeat exactly. Keyed by the
+    factories object and the inputs' bytes; the matchers come back shared, and nothing mutates a fitted
+    matcher. Thread-safe: a fit in progress on another thread is waited for, not repeated. It holds every
+    set it fitted (about 40 MB each for the default encoders) for as long as it lives."""
+
+    def __init__(self) -> None:
+        self._fits: dict[str, Future[dict[str, Matcher]]] = {}
+        self._lock = threading.Lock()
+
+    def fit(self, factories: dict[str, MatcherFactory], image_feats: np.ndarray, text_feats: np.ndarray
+            ) -> dict[str, Matcher]:
+        key = _inputs_digest(id(factories), image_feats, text_feats)
+        with self._lock:
+            future, owner = self._fits.get(key), False
+            if future is None:
+                future, owner = Future(), True
+                self._fits[key] = future
+        if owner:
+            try:
+                future.set_result(fit_matchers(factories, image_feats, text_feats))
+            except BaseException as exc:
+                with self._lock:
+                    del self._fits[key]
+                future.set_exception(exc)
+                raise
+        return future.result()
+
+
+def _inputs_digest(owner: int, *arrays: np.ndarray) -> str:
+    digest = hashlib.blake2b(str(owner).encode(), digest_size=16)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
 
 
 class _MatcherBase(BaseEstimator):
@@ -126,10 +171,9 @@ class TwoTowerMatcher(_MatcherBase):
         images = torch.from_numpy(scale(self.scaler_, x))
         texts = torch.from_numpy(np.asarray(text_feats, dtype=np.float32))
         generator = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
-        image_proj = torch.nn.Linear(images.shape[1], self.dim)
-        text_proj = torch.nn.Linear(texts.shape[1], self.dim)
-        dropout = torch.nn.Dropout(self.dropout)
+        image_proj = seeded_linear(images.shape[1], self.dim, generator)
+        text_proj = seeded_linear(texts.shape[1], self.dim, generator)
+        dropout = SeededDropout(self.dropout, self.seed)
         params = [*image_proj.parameters(), *text_proj.parameters()]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         for _ in range(self.epochs):

@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator
 
 from picsearch.models.export import Exported, nest, unnest
 from picsearch.models.lgbm import fit_lgbm
-from picsearch.models.matching import Matcher, MatcherFactory, fit_matchers, restore_matcher
+from picsearch.models.matching import Matcher, MatcherFactory, MatcherMemo, fit_matchers, restore_matcher
 from picsearch.models.splits import grouped_folds
 from picsearch.models.trainset import TrainingSet
 from picsearch.models.vectors import rowwise_cosine, top_k_mean
@@ -29,25 +29,29 @@ class MatchingHead(BaseEstimator):
     The head's training features are out-of-fold: each inner fold's matchers are fitted on the positive pairs of
     the other images only, so the head learns how similarities of *unseen* images relate to the scores. Then the
     matchers are refitted on all positives of the training images. ``matchers`` are factories; the fitted ones are
-    ``matchers_``.
+    ``matchers_``. Heads given one ``memo`` fit each distinct set of positives once (see :class:`MatcherMemo`).
     """
 
     kind = "matching_head"
 
     def __init__(
         self, matchers: dict[str, MatcherFactory], inner_folds: int = 3, n_estimators: int = 300, seed: int = 0,
-        reference_ks: tuple[int | None, ...] = QUERY_REFERENCE_KS,
+        reference_ks: tuple[int | None, ...] = QUERY_REFERENCE_KS, memo: MatcherMemo | None = None,
     ) -> None:
         self.matchers, self.inner_folds, self.n_estimators, self.seed = matchers, inner_folds, n_estimators, seed
-        self.reference_ks = tuple(reference_ks)
+        self.reference_ks, self.memo = tuple(reference_ks), memo
 
     def fit(self, data: TrainingSet) -> MatchingHead:
         pairs = data.pairs
         features = np.zeros((len(pairs), (1 + len(self.reference_ks)) * len(self.matchers)), dtype=np.float32)
-        for train_rows, test_rows in grouped_folds(pairs["image"], self.inner_folds, self.seed):
-            inner = data.restrict(set(pairs["image"].iloc[train_rows]))
+        # Inner folds over the images, not the rows, and over every image the final matchers see (scored pairs or
+        # positives): then extra crowd rows leave the folds, and so the matchers' inputs, unchanged.
+        images = np.unique(np.concatenate([pairs["image"].to_numpy(str), data.positives["image"].to_numpy(str)]))
+        for train_images, test_images in grouped_folds(images, self.inner_folds, self.seed):
+            inner = data.restrict(set(images[train_images]))
+            test_rows = pairs["image"].isin(set(images[test_images])).to_numpy()
             matchers, references = self._fit_matchers(inner)
-            features[test_rows] = self._features(matchers, references, *data.pair_feats(pairs.iloc[test_rows]))
+            features[test_rows] = self._features(matchers, references, *data.pair_feats(pairs[test_rows]))
         y, w = pairs["target"].to_numpy(np.float32), pairs["weight"].to_numpy(np.float32)
         # Every feature grows with the similarity: monotone increasing keeps the score's order within a query sane.
         monotone = [1] * features.shape[1]
@@ -57,7 +61,8 @@ class MatchingHead(BaseEstimator):
 
     def _fit_matchers(self, data: TrainingSet) -> tuple[dict[str, Matcher], dict[str, np.ndarray]]:
         """Matchers fitted on the positives, and the positives' images in each matcher's space."""
-        matchers = fit_matchers(self.matchers, *data.positive_feats())
+        fit = self.memo.fit if self.memo is not None else fit_matchers
+        matchers = fit(self.matchers, *data.positive_feats())
         reference = data.images(data.positives["image"].unique())
         return matchers, {name: matcher.embed_image(reference) for name, matcher in matchers.items()}
 

@@ -12,8 +12,8 @@ from picsearch.models.concat import ConcatLGBM, ConcatMLP, ConcatRidge
 from picsearch.models.evaluate import ModelFactory
 from picsearch.models.layout import ImageLayout
 from picsearch.models.matching import (
-    CaptionTransferMatcher, ClassBridgeMatcher, ImageTransferMatcher, MatcherFactory, RidgeMatcher, SharedSpaceMatcher,
-    TwoTowerMatcher,
+    CaptionTransferMatcher, ClassBridgeMatcher, ImageTransferMatcher, MatcherFactory, MatcherMemo, RidgeMatcher,
+    SharedSpaceMatcher, TwoTowerMatcher,
 )
 from picsearch.models.matching_head import MatchingHead
 from picsearch.models.trainset import Target
@@ -68,13 +68,13 @@ def matcher_factories(encoders: Encoders) -> dict[str, MatcherFactory]:
 
 
 def candidate_models(encoders: Encoders) -> dict[str, ModelFactory]:
-    """Every relevance model compared by `train`."""
-    layout, matchers = encoders.layout, matcher_factories(encoders)
+    """Every relevance model compared by `train`; the matching heads share one :class:`MatcherMemo`."""
+    layout, matchers, memo = encoders.layout, matcher_factories(encoders), MatcherMemo()
     return {
         "concat_ridge": lambda: ConcatRidge(layout),
         "concat_mlp": lambda: ConcatMLP(layout),
         "concat_lgbm": lambda: ConcatLGBM(layout),
-        "matching_head": lambda: MatchingHead(matchers),
+        "matching_head": lambda: MatchingHead(matchers, memo=memo),
     }
 
 

@@ -7,9 +7,11 @@ the model card in :mod:`~picsearch.models.card`.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 import torch
@@ -22,7 +24,7 @@ from picsearch.models.artifacts import METRICS, MODEL_CARD, RelevanceBundle
 from picsearch.models.card import card_markdown, model_card
 from picsearch.models.child import CHILD_PREDICTIONS, fit_child_detector
 from picsearch.models.classes import class_prompts
-from picsearch.models.evaluate import CVResult, cross_validate
+from picsearch.models.evaluate import CVResult, collect_cv, start_fits
 from picsearch.models.layout import ImageLayout
 from picsearch.models.matching import JointSpace
 from picsearch.models.retrieval_cv import (
@@ -34,6 +36,7 @@ from picsearch.models.selection import (
 from picsearch.models.multilingual import train_text_map
 from picsearch.models.splits import grouped_folds, grouped_holdout
 from picsearch.models.trainset import TrainingSet, build_training_set
+from picsearch.runtime import available_cpus, compute_threads
 from picsearch.storage import save_json, write_bytes
 
 
@@ -49,6 +52,21 @@ class TrainConfig:
     """Restrict the comparison to these candidate names (default: all)."""
     multilingual: str | None = DEFAULT_MULTILINGUAL_ENCODER
     """Text encoder for queries the trained one cannot read, mapped into its space (None: English only)."""
+    workers: int | None = None
+    """Models fitted at once, on threads; default: as many as the CPUs hold at the entry point's compute threads
+    each (`picsearch train` gives each fit one thread, so one fit per CPU)."""
+
+
+@contextmanager
+def _fit_pool(workers: int | None) -> Iterator[ThreadPoolExecutor]:
+    """A pool for the fits; on an error (or Ctrl-C) the fits not started yet are dropped, not waited for."""
+    pool = ThreadPoolExecutor(workers or max(1, available_cpus() // compute_threads()), thread_name_prefix="fit")
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 @dataclass
@@ -89,35 +107,41 @@ def train_models(
 
     metrics: dict[str, Any] = {"models": {}}
     cv: dict[str, CVResult] = {}
-    for name, factory in candidates.items():
-        cv[name] = cross_validate(factory, data, dataset.expert, folds, on_fold=lambda n=name: step(n))
-        held = cross_validate(factory, data, dataset.expert, [holdout], on_fold=lambda n=name: step(n))
-        metrics["models"][name] = {**cv[name].summary(), "rmse_holdout": held.folds[0]["rmse"]}
-    selected = lowest_rmse(metrics["models"])
-    metrics["selected"] = selected
-    options = {config.data_options[0]: (data, cv[selected])}
-    for name in config.data_options[1:]:
-        variant = training_set(TRAINING_DATA_OPTIONS[name])
-        options[name] = variant, cross_validate(
-            candidates[selected], variant, dataset.expert, folds, on_fold=lambda n=name: step(f"data {n}")
-        )
-    metrics["training_data_options"] = {name: result.summary() for name, (_, result) in options.items()}
-    data_name = lowest_rmse(metrics["training_data_options"])
-    data, selected_cv = options[data_name]
-    queries = retrieval_queries(dataset, data)
-    retrieval, joint_name = retrieval_cv(data, queries, folds, selected_cv.models, factories, step)
-    metrics["retrieval_cv"] = {
-        "joint": joint_name, "candidates": RERANK_CANDIDATES, "gallery_size": SELECTION_SIZE,
-        "gallery_sizes": list(GALLERY_SIZES), "options": retrieval,
-    }
-
-    step(f"refit {selected}")
-    scorer = candidates[selected]().fit(data)
-    matchers = matchers_of(scorer, factories, data)
-    joint = JointSpace(matchers, joint_options(list(matchers))[joint_name])
-
-    step("child detector")
-    child, metrics["child_detector"], child_oof = fit_child_detector(dataset, feats, encoders.layout)
+    with _fit_pool(config.workers) as pool:
+        child_fit = pool.submit(fit_child_detector, dataset, feats, encoders.layout)
+        started = {
+            name: (start_fits(factory, data, folds, pool), start_fits(factory, data, [holdout], pool))
+            for name, factory in candidates.items()
+        }
+        for name, (fold_fits, holdout_fit) in started.items():
+            cv[name] = collect_cv(fold_fits, data, dataset.expert, folds, on_fold=lambda n=name: step(n))
+            held = collect_cv(holdout_fit, data, dataset.expert, [holdout], on_fold=lambda n=name: step(n))
+            metrics["models"][name] = {**cv[name].summary(), "rmse_holdout": held.folds[0]["rmse"]}
+        selected = lowest_rmse(metrics["models"])
+        metrics["selected"] = selected
+        options = {config.data_options[0]: (data, cv[selected])}
+        variants = {name: training_set(TRAINING_DATA_OPTIONS[name]) for name in config.data_options[1:]}
+        variant_fits = {name: start_fits(candidates[selected], variant, folds, pool) for name, variant in variants.items()}
+        for name, variant in variants.items():
+            options[name] = variant, collect_cv(
+                variant_fits[name], variant, dataset.expert, folds, on_fold=lambda n=name: step(f"data {n}")
+            )
+        metrics["training_data_options"] = {name: result.summary() for name, (_, result) in options.items()}
+        data_name = lowest_rmse(metrics["training_data_options"])
+        data, selected_cv = options[data_name]
+        scorer_fit = pool.submit(candidates[selected]().fit, data)
+        queries = retrieval_queries(dataset, data)
+        retrieval, joint_name = retrieval_cv(data, queries, folds, selected_cv.models, factories, step)
+        metrics["retrieval_cv"] = {
+            "joint": joint_name, "candidates": RERANK_CANDIDATES, "gallery_size": SELECTION_SIZE,
+            "gallery_sizes": list(GALLERY_SIZES), "options": retrieval,
+        }
+        scorer = scorer_fit.result()
+        step(f"refit {selected}")
+        matchers = matchers_of(scorer, factories, data)
+        joint = JointSpace(matchers, joint_options(list(matchers))[joint_name])
+        step("child detector")
+        child, metrics["child_detector"], child_oof = child_fit.result()
     step("done")
     bar.close()
     metrics["training_data"] = {

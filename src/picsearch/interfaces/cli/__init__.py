@@ -18,7 +18,8 @@ app = typer.Typer(
 report_app = typer.Typer(help="Write reports (Markdown + PNG plots).", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
-# train's models are small: one thread beats two on a shared 2-core box. serve sets its own (`serve --threads`).
+# train's models are small: one compute thread each, and `train --workers` fits several at once (one per CPU),
+# which beats threads inside one fit. serve sets its own (`serve --threads`).
 ONE_THREAD = {"train"}
 OWN_THREADS = {"serve"}
 

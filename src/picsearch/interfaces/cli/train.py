@@ -25,6 +25,9 @@ def train(
     multilingual: Annotated[
         str, typer.Option(help="Encoder for queries in other scripts (Russian...), mapped into the text space; 'none': off.")
     ] = DEFAULT_MULTILINGUAL_ENCODER,
+    workers: Annotated[
+        Optional[int], typer.Option(min=1, help="Models fitted at once, one compute thread each (default: one per CPU, or CPUs / --threads).")
+    ] = None,
 ) -> None:
     """Train and compare every relevance model on image-disjoint folds, select by CV, refit, save."""
     from picsearch.data import load_dataset
@@ -35,7 +38,9 @@ def train(
     with user_errors(EncoderUnavailableError):
         dataset = load_dataset(root)
         result = fit_from_dataset(
-            dataset, image_encoder, text_encoder, cache or default_cache_dir(out), TrainConfig(folds=folds, multilingual=None if multilingual == "none" else multilingual)
+            dataset, image_encoder, text_encoder, cache or default_cache_dir(out), TrainConfig(
+                folds=folds, multilingual=None if multilingual == "none" else multilingual, workers=workers
+            ),
         )
         save_training(out, dataset, result)
     _print_models(result.metrics)

@@ -46,7 +46,7 @@ def test_build_writes_safe_consistent_index(gallery, tmp_path, synthetic_bundle)
     assert (len(report.added), report.unchanged, report.total) == (6, 0, 6)
     manifest = read_manifest(out)
     assert manifest["count"] == 6 and manifest["image_encoder"] and manifest["model_fingerprint"]
-    assert (manifest["format"], manifest["rerank_dtype"], manifest["vector_dtype"]) == (FORMAT, "int8", "int8")
+    assert (manifest["format"], manifest["rerank_dtype"], manifest["vector_dtype"]) == (FORMAT, "int8", "int4")
     assert not list((out / manifest["data"]).glob("features*"))  # format 3 keeps no raw features
     for array in (out / manifest["data"]).rglob("*.npy"):
         np.load(array, allow_pickle=False)  # no object arrays anywhere
@@ -57,7 +57,7 @@ def test_build_writes_safe_consistent_index(gallery, tmp_path, synthetic_bundle)
     bundle = RelevanceBundle.load(synthetic_bundle)
     assert index.rerank.shape == (6, bundle.rerank_vectors(np.zeros((1, 19), np.float32)).shape[1])
     norms = np.linalg.norm(np.asarray(index.joint, dtype=np.float32), axis=1)
-    np.testing.assert_allclose(norms, 1.0, atol=5e-3)  # int8 codes: within half a step per coordinate
+    np.testing.assert_allclose(norms, 1.0, atol=0.1)  # int4 codes of 19 columns: half a step of 1/7 each
     assert index.child.dtype == bool and np.all((0 <= index.child_prob) & (index.child_prob <= 1))
 
 
@@ -184,15 +184,16 @@ def test_quantized_index_keeps_values_and_joint_order(synthetic_index):
     bundle = RelevanceBundle.load(index.meta["model"])
     full = _full_precision(index, bundle)
     _assert_within_steps(index.rerank, full.rerank, levels=127)
-    _assert_within_steps(index.joint, full.joint, levels=127)
+    _assert_within_steps(index.joint, full.joint, levels=7)
     encoder = bundle.query_encoder()
     searcher = Searcher(index, bundle, encoder)
     for query in RANKING_QUERIES:
         text = encoder.encode([query])
         order = searcher._retrieve(text, searcher._store, len(index))[0]
-        exact = (bundle.joint_text(text) @ full.joint.T)[0]
-        # the int8 order is the exact one up to near-ties (the joint vectors are within 2 steps per coordinate)
-        assert np.all(np.diff(exact[order]) <= 5e-3), query
+        exact = (full.joint @ bundle.joint_text(text)[0])[order]
+        # int4 codes of a 19-column space: the exact best first, and few pairs out of the exact order (near-ties)
+        discordant = np.triu(exact[:, None] < exact[None, :], 1).sum() / (len(exact) * (len(exact) - 1) / 2)
+        assert exact[0] == exact.max() and discordant <= 0.1, query
 
 
 def _as_old_format(out: Path, format: int, legacy: bool = False) -> np.ndarray:
@@ -246,7 +247,7 @@ def test_older_formats_load_search_and_update_into_format_3(synthetic_bundle, tm
     assert _joint_order(out, "a red circle") == before
     assert len(Searcher.open(out).search("a red circle", k=5).hits) == 5
     shutil.copy(gallery / "red-circle.png", gallery / "copy.png")
-    report = build_index(gallery, synthetic_bundle, out, cache, progress=False)
+    report = build_index(gallery, synthetic_bundle, out, cache, vector_dtype="int8", progress=False)
     assert report.added == ["copy.png"] and report.unchanged == len(old)
     manifest = read_manifest(out)
     assert (manifest["format"], manifest["rerank_dtype"], manifest["vector_dtype"]) == (FORMAT, "int8", "int8")

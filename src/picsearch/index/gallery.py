@@ -102,8 +102,11 @@ class GalleryIndex:
     """``rerank`` holds raw image features (an index of format 1 or 2): scored by :meth:`RelevanceBundle.score`."""
     rerank_codec: RowCodec | None = None
     """How ``save`` quantizes ``rerank`` (default: as it was loaded, else fitted on it, one segment)."""
-    vector_dtype: str = "int8"
+    vector_dtype: str = "int4"
     """How ``save`` stores the joint vectors: one of :data:`VECTOR_DTYPES`."""
+    vector_codec: RowCodec | None = None
+    """How ``save`` quantizes int8 / int4 joint vectors (default: as loaded when the bits match, else fitted on
+    them, one segment)."""
     _checker: FileChecker | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -162,7 +165,7 @@ class GalleryIndex:
         self.rerank.save(data, "rerank")
         save_array(data / "child_prob.npy", self.child_prob.astype(np.float32, copy=False))
         save_array(data / "child.npy", self.child.astype(bool, copy=False))
-        self.joint = _save_vectors(data, self.joint, self.vector_dtype)
+        self.joint = _save_vectors(data, self.joint, self.vector_dtype, self._vector_codec())
         previous = _previous_version(folder)
         visible = ~np.asarray(self.child, dtype=bool) if visible is None else visible
         changed, rescored = self._changes_since(previous)
@@ -264,11 +267,25 @@ class GalleryIndex:
             return self.rerank.codec
         return RowCodec.fit(self.rerank, (Segment(0, self.rerank.shape[1]),), RERANK_BITS)
 
+    def _vector_codec(self) -> RowCodec | None:
+        """The joint vectors' codec for :attr:`vector_dtype`: as given, else as loaded, else fitted (None: floats)."""
+        bits = CODE_BITS.get(self.vector_dtype)
+        if bits is None:
+            return None
+        if self.vector_codec is not None and self.vector_codec.bits == bits:
+            return self.vector_codec
+        if isinstance(self.joint, QuantizedRows) and self.joint.codec.bits == bits:
+            return self.joint.codec
+        return RowCodec.fit(self.joint, (Segment(0, self.joint.shape[1]),), bits)
 
-def _save_vectors(data: Path, joint: np.ndarray | QuantizedRows, dtype: str) -> np.ndarray | QuantizedRows:
-    """Write the joint vectors as ``dtype`` (:data:`VECTOR_DTYPES`); returns them as a reader will see them."""
+
+def _save_vectors(
+    data: Path, joint: np.ndarray | QuantizedRows, dtype: str, codec: RowCodec | None
+) -> np.ndarray | QuantizedRows:
+    """Write the joint vectors as ``dtype`` (:data:`VECTOR_DTYPES`; codes through ``codec``); returns them as a
+    reader will see them."""
     if dtype in CODE_BITS:
-        quantized = QuantizedRows.encode(joint, RowCodec((Segment(0, joint.shape[1]),), bits=CODE_BITS[dtype]))
+        quantized = QuantizedRows.encode(joint, codec)
         quantized.save(data, "joint")
         return quantized
     vectors = np.asarray(joint, dtype=dtype)

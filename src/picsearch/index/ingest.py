@@ -35,6 +35,7 @@ from picsearch.encoders import ImageEncoder, get_image_encoder
 from picsearch.features import embed_images
 from picsearch.features.embed import available_cpus
 from picsearch.index.gallery import (
+    CODE_BITS,
     GalleryIndex,
     RERANK_BITS,
     IndexFormatError,
@@ -95,7 +96,7 @@ def build_index(
     *,
     bundle: RelevanceBundle | None = None,
     encoder: ImageEncoder | None = None,
-    vector_dtype: str = "int8",
+    vector_dtype: str = "int4",
     store: StoreSpec | None = None,
     batch_size: int = 32,
     progress: bool = True,
@@ -129,7 +130,7 @@ def build_index(
         if report.rescored and not previous.raw_features:
             reused = {}  # no raw features stored: a new model needs every photo embedded again
         fresh = _embed([p for p in photos if p.relative not in reused], encoder, cache_dir, batch_size, progress, report)
-        index = _assemble(gallery, photos, reused, fresh, previous, bundle, report.rescored, encoder)
+        index = _assemble(gallery, photos, reused, fresh, previous, bundle, report.rescored, encoder, vector_dtype)
         index.meta = {
             "image_encoder": bundle.image_encoder,
             "text_encoder": bundle.text_encoder,
@@ -139,7 +140,6 @@ def build_index(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         index.store = store or (previous.store if previous else StoreSpec())
-        index.vector_dtype = vector_dtype
         report.total, report.child_flagged = len(index), int(index.child.sum())
         if _differs(index, previous):
             index.save(out, visible=_visible(index, out))
@@ -232,6 +232,7 @@ def _assemble(
     bundle: RelevanceBundle,
     rescore: bool,
     encoder: ImageEncoder,
+    vector_dtype: str,
 ) -> GalleryIndex:
     """The finished rows in gallery order: reused rows copy their stored vectors and flags; fresh rows (every
     row after a model change or from an index of raw features) are projected and scored by the child detector
@@ -254,6 +255,8 @@ def _assemble(
         child=child_prob >= bundle.child_threshold,
         joint=joint,
         rerank_codec=_rerank_codec(rerank, previous, bundle, encoder, bool(score.all())),
+        vector_dtype=vector_dtype,
+        vector_codec=_vector_codec(joint, previous, bundle, vector_dtype, bool(score.all())),
     )
 
 
@@ -287,6 +290,20 @@ def _rerank_codec(
         return RowCodec.fit(rerank, segments_of(encoder.fields, encoder.dim), RERANK_BITS)
     edges = np.cumsum([0, *layout.own.values()])
     return RowCodec.fit(rerank, tuple(Segment(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])), RERANK_BITS)
+
+
+def _vector_codec(
+    joint: np.ndarray, previous: GalleryIndex | None, bundle: RelevanceBundle, dtype: str, fresh: bool
+) -> RowCodec | None:
+    """The joint vectors' codec of ``dtype`` (None: stored as floats): the previous index's while its rows are
+    reused, else one fitted on ``joint`` with a scale per matcher's block and column weights (CV, int4 codes:
+    joint R@5 -0.0017 against float32, 0.0047 better than one scale a row; reranked R@5 +0.0014)."""
+    if dtype not in CODE_BITS:
+        return None
+    if not fresh and isinstance(previous.joint, QuantizedRows) and previous.joint.codec.bits == CODE_BITS[dtype]:
+        return previous.joint.codec
+    segments = tuple(Segment(start, stop) for start, stop, _ in bundle.joint.blocks.values())
+    return RowCodec.fit(joint, segments, CODE_BITS[dtype])
 
 
 def _visible(index: GalleryIndex, out: Path) -> np.ndarray:

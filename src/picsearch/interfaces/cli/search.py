@@ -34,9 +34,11 @@ def index_command(
     vectors: Annotated[
         str,
         typer.Option(
-            "--vectors", help="How the joint vectors are stored: int8 (per-row scale, 2.6 KB a photo), int4 (1.3 KB), float16 or float32."
+            "--vectors",
+            help="How the joint vectors are stored: int4 (a scale per row and matcher block, column weights; "
+            "1.3 KB a photo), int8 (2.6 KB), float16 or float32.",
         ),
-    ] = "int8",
+    ] = "int4",
     no_wait: Annotated[
         bool,
         typer.Option("--no-wait", help="Fail (exit 2) instead of waiting while another process updates --out."),

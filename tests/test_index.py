@@ -56,6 +56,9 @@ def test_build_writes_safe_consistent_index(gallery, tmp_path, synthetic_bundle)
     assert isinstance(index.rerank, QuantizedRows) and isinstance(index.rerank.codes, np.memmap)
     bundle = RelevanceBundle.load(synthetic_bundle)
     assert index.rerank.shape == (6, bundle.rerank_vectors(np.zeros((1, 19), np.float32)).shape[1])
+    joint = index.joint  # int4: two codes a byte, a scale per matcher block of the joint space
+    assert isinstance(joint, QuantizedRows) and joint.codes.shape == (6, (joint.shape[1] + 1) // 2)
+    assert [(seg.start, seg.stop) for seg in joint.codec.segments] == [(a, b) for a, b, _ in bundle.joint.blocks.values()]
     norms = np.linalg.norm(np.asarray(index.joint, dtype=np.float32), axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=0.1)  # int4 codes of 19 columns: half a step of 1/7 each
     assert index.child.dtype == bool and np.all((0 <= index.child_prob) & (index.child_prob <= 1))
@@ -184,14 +187,14 @@ def test_quantized_index_keeps_values_and_joint_order(synthetic_index):
     bundle = RelevanceBundle.load(index.meta["model"])
     full = _full_precision(index, bundle)
     _assert_within_steps(index.rerank, full.rerank, levels=127)
-    _assert_within_steps(index.joint, full.joint, levels=7)
+    _assert_within_steps(index.joint, full.joint, levels=index.joint.codec.levels)
     encoder = bundle.query_encoder()
     searcher = Searcher(index, bundle, encoder)
     for query in RANKING_QUERIES:
         text = encoder.encode([query])
         order = searcher._retrieve(text, searcher._store, len(index))[0]
         exact = (full.joint @ bundle.joint_text(text)[0])[order]
-        # int4 codes of a 19-column space: the exact best first, and few pairs out of the exact order (near-ties)
+        # codes of a 19-column space: the exact best first, and few pairs out of the exact order (near-ties)
         discordant = np.triu(exact[:, None] < exact[None, :], 1).sum() / (len(exact) * (len(exact) - 1) / 2)
         assert exact[0] == exact.max() and discordant <= 0.1, query
 

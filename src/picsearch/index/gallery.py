@@ -53,6 +53,7 @@ FEATURE_BITS = 8  # formats 1-2's raw features: CV tau_c +0.0000, reranked R@5 -
 RERANK_BITS = 8
 CODE_BITS = {"int8": 8, "int4": 4}
 VECTOR_DTYPES = (*CODE_BITS, "float16", "float32")
+DEFAULT_VECTORS = "int4"
 MODEL_FILES = (MANIFEST, "*.safetensors", "*.lgb.txt")  # what RelevanceBundle.load reads
 UNKNOWN_STAT = (-1, -1, -1)  # an index written before stats were recorded: files are hashed on first use
 
@@ -102,7 +103,7 @@ class GalleryIndex:
     """``rerank`` holds raw image features (an index of format 1 or 2): scored by :meth:`RelevanceBundle.score`."""
     rerank_codec: RowCodec | None = None
     """How ``save`` quantizes ``rerank`` (default: as it was loaded, else fitted on it, one segment)."""
-    vector_dtype: str = "int4"
+    vector_dtype: str = DEFAULT_VECTORS
     """How ``save`` stores the joint vectors: one of :data:`VECTOR_DTYPES`."""
     vector_codec: RowCodec | None = None
     """How ``save`` quantizes int8 / int4 joint vectors (default: as loaded when the bits match, else fitted on

@@ -36,6 +36,7 @@ from picsearch.features import embed_images
 from picsearch.features.embed import available_cpus
 from picsearch.index.gallery import (
     CODE_BITS,
+    DEFAULT_VECTORS,
     GalleryIndex,
     RERANK_BITS,
     IndexFormatError,
@@ -96,7 +97,7 @@ def build_index(
     *,
     bundle: RelevanceBundle | None = None,
     encoder: ImageEncoder | None = None,
-    vector_dtype: str = "int4",
+    vector_dtype: str | None = None,
     store: StoreSpec | None = None,
     batch_size: int = 32,
     progress: bool = True,
@@ -115,7 +116,7 @@ def build_index(
     gallery, model_dir, out = Path(gallery), Path(model_dir), Path(out)
     if not gallery.is_dir():
         raise FileNotFoundError(f"{gallery}: gallery folder not found")
-    if vector_dtype not in VECTOR_DTYPES:
+    if vector_dtype is not None and vector_dtype not in VECTOR_DTYPES:
         raise ValueError(f"--vectors: expected one of {', '.join(VECTOR_DTYPES)}, got {vector_dtype!r}")
     bundle = bundle or RelevanceBundle.load(model_dir)
     encoder = encoder or get_image_encoder(bundle.image_encoder)
@@ -123,6 +124,7 @@ def build_index(
     with index_lock(out, wait, on_wait):
         report = UpdateReport()
         previous = _previous(out, encoder.id, report)
+        vector_dtype = vector_dtype or (previous.vector_dtype if previous else DEFAULT_VECTORS)
         photos = _scan(gallery, previous, report)
         reused = _compare(photos, previous, report)
         cache_dir = cache_dir or default_cache_dir(model_dir)

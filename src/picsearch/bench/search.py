@@ -17,7 +17,7 @@ visible images for the same queries. Milvus runs embedded (Milvus Lite) and only
 ``--milvus-max`` images: Lite is a single-process test server, not what a cluster measures. The index is written and read
 through the real on-disk format (format 3: joint vectors and the reranker's own image vectors as int8 codes
 with per-row scales, memory-mapped); its disk per image is compared with the same index in format 2 (int8 codes
-of the raw features in place of the rerank vectors), measured from files written in the same run. Latency is
+of the raw features in place of the rerank vectors, int8 joint vectors), measured from files written in the same run. Latency is
 per query (one at a time), split into text encoding, retrieval (joint projection + store search) and reranking
 (gather of the candidates' joint and rerank rows from the memory-mapped files + relevance model). Two baselines are timed in the same run: the same search with the text
 encoder on PyTorch (the pipeline before ONNX Runtime), and scoring every image of the gallery with the
@@ -46,7 +46,7 @@ from picsearch.encoders import TextEncoder, get_image_encoder, get_text_encoder
 from picsearch.features import embed_images
 from picsearch.models import RelevanceBundle
 from picsearch.index import GalleryIndex, NumpyStore, build_index, image_id, parse_store, read_manifest
-from picsearch.index.codec import QuantizedRows, RowCodec, segments_of
+from picsearch.index.codec import QuantizedRows, RowCodec, Segment, segments_of
 from picsearch.index.stores import write_store
 from picsearch.runtime import set_threads
 from picsearch.search import Searcher
@@ -107,13 +107,17 @@ def pool_features(real: GalleryIndex, image_encoder: str, cache: Path) -> np.nda
 
 
 def format_2_disk(folder: Path, raw_path: Path, fields: dict[str, tuple[int, int]]) -> int:
-    """Bytes the index at ``folder`` would take in format 2: its files other than the rerank vectors, plus the
-    raw features at ``raw_path`` as format 2 wrote them (int8 codes, a scale per field, column weights)."""
-    shared = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.name.startswith("rerank."))
+    """Bytes the index at ``folder`` would take in format 2: its files other than the rerank and joint vectors,
+    plus the raw features at ``raw_path`` and the joint vectors as format 2 wrote them (int8 codes; features with a
+    scale per field and column weights, joint vectors with one scale a row)."""
+    index = GalleryIndex.load(folder)
+    coded = {path for name in ("rerank", "joint") for path in index.data_dir.glob(f"{name}.*")}
+    shared = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p not in coded)
     raw = np.load(raw_path, mmap_mode="r")
     codec = RowCodec.fit(raw, segments_of(fields, raw.shape[1]), 8, chunk=CHUNK)
     with tempfile.TemporaryDirectory(prefix="picsearch-format2-") as tmp:
         QuantizedRows.encode(raw, codec, chunk=CHUNK).save(Path(tmp), "features")
+        QuantizedRows.encode(index.joint, RowCodec((Segment(0, index.joint.shape[1]),)), chunk=CHUNK).save(Path(tmp), "joint")
         return shared + sum(p.stat().st_size for p in Path(tmp).iterdir())
 
 
@@ -346,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{threads} compute thread(s). RAM: resident memory Searcher.open added (this process and Milvus Lite's); "
         "joint and rerank vectors stay memory-mapped on disk. Feature fetch: reading the reranked candidates' "
         "joint and rerank rows (random rows) from the memory-mapped files, part of rerank. Format 2: the same index with "
-        "int8 codes of the raw features in place of the rerank vectors, written in the same run. Visible: the images a query may return (child flags "
+        "int8 codes of the raw features in place of the rerank vectors and int8 joint vectors, written in the same run. Visible: the images a query may return (child flags "
         "are drawn from the pool photos' flags); stores hold only these. Build: writing the exact index (synthetic rows "
         "included), or filling the store from it. Before: the same searches with the text encoder on PyTorch; baseline: relevance "
         "model on every image (no index); same queries, same run."

@@ -45,7 +45,7 @@ def build_review_index(folder: Path) -> Path:
         ids=ids,
         paths=names,
         hashes=[file_digest(gallery / name) for name in names],
-        features=features,
+        rerank=features,
         child_prob=prob,
         child=prob >= THRESHOLD,
         joint=joint,

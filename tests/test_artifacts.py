@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from safetensors.numpy import load_file
 
 from picsearch.models import ArtifactError, EncoderMismatchError, RelevanceBundle
 from picsearch.models.child import ChildDetector
+from picsearch.models.concat import ConcatRidge
 from picsearch.models.matching_head import MatchingHead
 from picsearch.models.matching import CaptionTransferMatcher, JointSpace, RidgeMatcher
 from synthetic_models import LAYOUT, synthetic_training_set
@@ -89,3 +91,41 @@ def test_train_writes_a_loadable_bundle_with_its_encoders(synthetic_bundle: Path
     metrics = json.loads((synthetic_bundle / "metrics.json").read_text())
     assert loaded.selected == metrics["selected"] and metrics["retrieval_cv"]["candidates"] > 0
     assert (synthetic_bundle / "MODEL_CARD.md").is_file()
+
+
+def _with_joint(bundle: RelevanceBundle, matchers: dict, weights: dict[str, float]) -> RelevanceBundle:
+    return dataclasses.replace(bundle, joint=JointSpace(matchers, weights))
+
+
+@pytest.mark.parametrize("weights", [{"ridge": 2.0, "transfer": 1.0}, {"ridge": 1.0}, {"transfer": 1.0}])
+def test_stored_rows_score_exactly_as_the_features_do(bundle: RelevanceBundle, weights: dict[str, float]) -> None:
+    """The scorer reads the matchers it shares with the joint space from the joint vector, the rest from the
+    rerank vectors, which hold nothing else: an index needs no raw features."""
+    joint_bundle = _with_joint(bundle, bundle.scorer.matchers_, weights)
+    layout = joint_bundle.rerank_layout
+    assert set(layout.from_joint) == set(weights) and set(layout.own) == {"ridge", "transfer"} - set(weights)
+    images, texts = DATA.pair_feats(DATA.evaluation)
+    rerank = joint_bundle.rerank_vectors(images)
+    assert rerank.shape == (len(images), sum(layout.own.values()))
+    stored = joint_bundle.score_stored(joint_bundle.joint_image(images), rerank, texts)
+    np.testing.assert_allclose(stored, joint_bundle.score(images, texts), atol=1e-6)
+    one_query = joint_bundle.score_stored(joint_bundle.joint_image(images[:7]), rerank[:7], texts[:1])
+    np.testing.assert_allclose(one_query, joint_bundle.score(images[:7], texts[:1]), atol=1e-6)
+
+
+def test_a_joint_matcher_fitted_apart_is_not_read_for_the_scorer(bundle: RelevanceBundle) -> None:
+    other = RidgeMatcher(LAYOUT, 50.0).fit(*DATA.positive_feats())
+    joint_bundle = _with_joint(bundle, {"ridge": other}, {"ridge": 1.0})
+    assert joint_bundle.rerank_layout.from_joint == {} and set(joint_bundle.rerank_layout.own) == {"ridge", "transfer"}
+    images, texts = DATA.pair_feats(DATA.evaluation)
+    stored = joint_bundle.score_stored(joint_bundle.joint_image(images), joint_bundle.rerank_vectors(images), texts)
+    np.testing.assert_allclose(stored, joint_bundle.score(images, texts), atol=1e-6)
+
+
+def test_a_scorer_of_raw_features_keeps_them_as_its_rerank_vectors(bundle: RelevanceBundle) -> None:
+    ridge = dataclasses.replace(bundle, scorer=ConcatRidge(LAYOUT, alpha=10.0).fit(DATA), selected="concat_ridge")
+    images, texts = DATA.pair_feats(DATA.evaluation)
+    assert ridge.rerank_layout is None
+    np.testing.assert_array_equal(ridge.rerank_vectors(images), images.astype(np.float32))
+    stored = ridge.score_stored(ridge.joint_image(images), ridge.rerank_vectors(images), texts)
+    np.testing.assert_array_equal(stored, ridge.score(images, texts))

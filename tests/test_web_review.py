@@ -144,9 +144,9 @@ def test_flagged_thumbnails_only_behind_the_token_and_a_clearance_serves_them_at
     assert client.get(f"/thumbs/{pink}").status_code == 404 and client.get(f"/images/{pink}").status_code == 404
     assert client.get(f"/review/thumbs/{pink}").status_code == 401
     assert client.get(f"/review/thumbs/{pink}", headers=headers).status_code == 200
-    assert pink not in [r["id"] for r in client.get("/api/search", params={"q": "a pink square"}).json()["results"]]
+    assert pink not in [r["id"] for r in client.get("/api/search", params={"q": "a pink square", "k": 50}).json()["results"]]
     decided = client.post("/review/api/decisions", json={"id": pink, "decision": "clear", "reason": "no child"},
                           headers=headers)
     assert decided.status_code == 200
     assert client.get(f"/thumbs/{pink}").status_code == 200
-    assert pink in [r["id"] for r in client.get("/api/search", params={"q": "a pink square"}).json()["results"]]
+    assert pink in [r["id"] for r in client.get("/api/search", params={"q": "a pink square", "k": 50}).json()["results"]]

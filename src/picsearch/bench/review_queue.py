@@ -79,7 +79,7 @@ def index_queue(index: Path, data: Path, share: float) -> dict:
     pending = [rows[item.id] for item in desk.queue(2.0).items]  # every flagged photo, no grouping
     child = np.array([Path(desk.index.paths[row]).name in blocked for row in pending])
     probability = np.asarray(desk.index.child_prob, dtype=np.float64)[pending]
-    return order_costs(probability, np.asarray(desk.index.features[pending]), child, share)
+    return order_costs(probability, np.asarray(desk.index.rerank[pending]), child, share)
 
 
 def table(title: str, costs: dict) -> Table:

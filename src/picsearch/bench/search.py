@@ -6,7 +6,7 @@ approximate stores' recall, for 1k..1M images and each vector store.
 
 Galleries are synthetic with the real dimensions, drawn from a pool of real photos (``--pool``: the
 1,000 training photos by default; the 100 test photos make a gallery of near-duplicates, where the
-top-10 differ by noise alone): each image's raw features are a real photo's features (drawn at random) and its joint vector mixes two real
+top-10 differ by noise alone): each image's rerank vectors and raw features are a real photo's (drawn at random) and its joint vector mixes two real
 images' joint vectors (weights 1 and up to 0.5) plus a little noise, renormalized. That keeps the
 vectors on the real images' manifold, with many near neighbours, so retrieval, reranking and the
 approximate stores do the work they do on real data (isotropic noise would make every vector
@@ -14,14 +14,14 @@ nearly orthogonal to every other, which no gallery is). The exact index is writt
 each other store is then filled from its stored vectors, as ``picsearch index --store`` migrates,
 and timed as "build". Recall@10/@100 compare each store's top-k with the exact top-k of the same
 visible images for the same queries. Milvus runs embedded (Milvus Lite) and only up to
-``--milvus-max`` images: Lite is a single-process test server, not what a cluster measures. The index is written and read through the real on-disk format (format 2: features and joint vectors
-as int8 codes with per-row scales, memory-mapped); its disk per image is compared with the same index in
-format 1 (float16 ``features.npy``, ``joint.npy`` float32, or float16 from 1M images on), measured from
-files written in the same run. Latency is per query (one at a time),
-split into text encoding, retrieval (joint projection + store search) and reranking (feature
-gather from the memory-mapped features + relevance model). Two baselines are timed in the same run: the same search with the text
+``--milvus-max`` images: Lite is a single-process test server, not what a cluster measures. The index is written and read
+through the real on-disk format (format 3: joint vectors and the reranker's own image vectors as int8 codes
+with per-row scales, memory-mapped); its disk per image is compared with the same index in format 2 (int8 codes
+of the raw features in place of the rerank vectors, int8 joint vectors), measured from files written in the same run. Latency is
+per query (one at a time), split into text encoding, retrieval (joint projection + store search) and reranking
+(gather of the candidates' joint and rerank rows from the memory-mapped files + relevance model). Two baselines are timed in the same run: the same search with the text
 encoder on PyTorch (the pipeline before ONNX Runtime), and scoring every image of the gallery with the
-relevance model (no index, no candidates; skipped where its float32 copy of the features would not fit
+relevance model (no index, no candidates; skipped where its float32 copy of the rerank rows would not fit
 comfortably in memory). Every timed query is distinct unless ``--queries`` exceeds the test queries, and no
 query vector cache is used. ``--json`` prints one object with the table's figures instead.
 """
@@ -40,11 +40,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from picsearch.config import DEFAULT_ARTIFACTS, resolve_data_dir
+from picsearch.config import DEFAULT_ARTIFACTS, default_cache_dir, resolve_data_dir
 from picsearch.data import load_dataset
-from picsearch.encoders import TextEncoder, get_text_encoder
+from picsearch.encoders import TextEncoder, get_image_encoder, get_text_encoder
+from picsearch.features import embed_images
 from picsearch.models import RelevanceBundle
 from picsearch.index import GalleryIndex, NumpyStore, build_index, image_id, parse_store, read_manifest
+from picsearch.index.codec import QuantizedRows, RowCodec, Segment, segments_of
 from picsearch.index.stores import write_store
 from picsearch.runtime import set_threads
 from picsearch.search import Searcher
@@ -58,16 +60,20 @@ CHUNK = 100_000
 MILVUS_MAX = 100_000
 
 
-def synthetic_index(real: GalleryIndex, n: int, folder: Path, seed: int = 0) -> None:
-    """Write an ``n``-image index to ``folder`` built from ``real``'s rows (see module doc)."""
+def synthetic_index(real: GalleryIndex, raw: np.ndarray, n: int, folder: Path, seed: int = 0) -> Path:
+    """Write an ``n``-image index to ``folder`` built from ``real``'s rows and their raw features ``raw`` (see
+    module doc); returns a float16 file of the synthetic rows' raw features, for :func:`format_2_disk`."""
     rng = np.random.default_rng(seed)
     pool_joint = np.asarray(real.joint, dtype=np.float32)
     dtype = "float16" if n >= FLOAT16_FROM else "float32"
-    source = np.lib.format.open_memmap(folder.with_suffix(".features.npy"), "w+", np.float16, (n, real.features.shape[1]))
+    raw_path = folder.with_suffix(".features.npy")
+    source = np.lib.format.open_memmap(raw_path, "w+", np.float16, (n, raw.shape[1]))
+    rerank = np.lib.format.open_memmap(folder.with_suffix(".rerank.npy"), "w+", np.float16, (n, real.rerank.shape[1]))
     joint = np.empty((n, pool_joint.shape[1]), dtype=dtype)
     for start in range(0, n, CHUNK):
         pick = rng.integers(0, len(real), size=min(CHUNK, n - start))
-        source[start : start + len(pick)] = real.features[pick]
+        source[start : start + len(pick)] = raw[pick]
+        rerank[start : start + len(pick)] = real.rerank[pick]
         other = pool_joint[rng.integers(0, len(real), size=len(pick))]
         weight = rng.uniform(0, 0.5, size=(len(pick), 1)).astype(np.float32)
         noise = rng.normal(0, 0.01, size=(len(pick), pool_joint.shape[1])).astype(np.float32)
@@ -81,33 +87,37 @@ def synthetic_index(real: GalleryIndex, n: int, folder: Path, seed: int = 0) -> 
         ids=ids,
         paths=paths,
         hashes=[f"{i:040x}" for i in range(n)],
-        features=source,
+        rerank=rerank,
         child_prob=real.child_prob[flags_from],
         child=real.child[flags_from],
         joint=joint,
         meta=real.meta,
     ).save(folder)
-    del source
-    folder.with_suffix(".features.npy").unlink()
+    del source, rerank
+    folder.with_suffix(".rerank.npy").unlink()
+    return raw_path
 
 
-QUANTIZED = ("*.codes.npy", "*.scales.npy", "*.columns.npy")
+def pool_features(real: GalleryIndex, image_encoder: str, cache: Path) -> np.ndarray:
+    """The raw features of the pool index's photos (from the embedding cache its build filled), row-aligned."""
+    paths = [real.absolute_path(row) for row in range(len(real))]
+    embedded = embed_images(paths, get_image_encoder(image_encoder), cache, progress=False)
+    by_path = dict(zip(map(str, embedded.paths), embedded.vectors))
+    return np.stack([by_path[str(path)] for path in paths]).astype(np.float32)
 
 
-def format_1_disk(folder: Path) -> int:
-    """Bytes the index at ``folder`` would take in format 1: its files other than the quantized arrays, plus
-    ``features.npy`` (float16) and ``joint.npy`` written as format 1 wrote them (chunked, memory-mapped)."""
+def format_2_disk(folder: Path, raw_path: Path, fields: dict[str, tuple[int, int]]) -> int:
+    """Bytes the index at ``folder`` would take in format 2: its files other than the rerank and joint vectors,
+    plus the raw features at ``raw_path`` and the joint vectors as format 2 wrote them (int8 codes; features with a
+    scale per field and column weights, joint vectors with one scale a row)."""
     index = GalleryIndex.load(folder)
-    quantized = {path for pattern in QUANTIZED for path in index.data_dir.glob(pattern)}
-    shared = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p not in quantized)
-    joint_dtype = np.float16 if len(index) >= FLOAT16_FROM else np.float32
-    with tempfile.TemporaryDirectory(prefix="picsearch-format1-") as tmp:
-        for name, rows, dtype in (("features", index.features, np.float16), ("joint", index.joint, joint_dtype)):
-            out = np.lib.format.open_memmap(Path(tmp) / f"{name}.npy", "w+", dtype, rows.shape)
-            for start in range(0, len(rows), CHUNK):
-                out[start : start + CHUNK] = rows[start : start + CHUNK]
-            out.flush()
-            del out
+    coded = {path for name in ("rerank", "joint") for path in index.data_dir.glob(f"{name}.*")}
+    shared = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p not in coded)
+    raw = np.load(raw_path, mmap_mode="r")
+    codec = RowCodec.fit(raw, segments_of(fields, raw.shape[1]), 8, chunk=CHUNK)
+    with tempfile.TemporaryDirectory(prefix="picsearch-format2-") as tmp:
+        QuantizedRows.encode(raw, codec, chunk=CHUNK).save(Path(tmp), "features")
+        QuantizedRows.encode(index.joint, RowCodec((Segment(0, index.joint.shape[1]),)), chunk=CHUNK).save(Path(tmp), "joint")
         return shared + sum(p.stat().st_size for p in Path(tmp).iterdir())
 
 
@@ -134,13 +144,14 @@ def time_queries(searcher: Searcher, queries: list[str], k: int = 5) -> dict[str
 
 
 def time_feature_fetch(searcher: Searcher, queries: int, seed: int = 0) -> list[float]:
-    """Per query: read the reranker's features of ``candidates`` random rows from the memory-mapped file
-    (random rows, not the ones a query just touched: what a gallery far larger than its page cache pays)."""
-    rng, features, times = np.random.default_rng(seed), searcher.index.features, []
+    """Per query: read what the reranker reads of ``candidates`` random rows (joint and rerank rows) from the
+    memory-mapped files (random rows, not the ones a query just touched: what a gallery far larger than its
+    page cache pays)."""
+    rng, index, times = np.random.default_rng(seed), searcher.index, []
     for _ in range(queries):
-        rows = np.sort(rng.choice(len(features), size=min(searcher.candidates, len(features)), replace=False))
+        rows = np.sort(rng.choice(len(index), size=min(searcher.candidates, len(index)), replace=False))
         t0 = time.perf_counter()
-        np.asarray(features[rows], dtype=np.float32)
+        np.asarray(index.joint[rows], dtype=np.float32), np.asarray(index.rerank[rows], dtype=np.float32)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -151,8 +162,7 @@ def time_baseline(searcher: Searcher, queries: list[str]) -> list[float]:
     for query in queries:
         t0 = time.perf_counter()
         text_feats = searcher.text_encoder.encode([query])
-        feats = np.asarray(searcher.index.features, dtype=np.float32)
-        scores = searcher.bundle.score(feats, np.repeat(text_feats, len(feats), axis=0))
+        scores = searcher.index.rerank_scores(searcher.bundle, np.arange(len(searcher.index)), text_feats)
         np.argsort(-scores)
         times.append(time.perf_counter() - t0)
     return times
@@ -205,9 +215,10 @@ def recall_against_exact(searcher: Searcher, queries: list[str], ks: tuple[int, 
 
 def measure(
     folder: Path, artifacts: Path, n: int, kind: str, build_s: float, queries: list[str], baseline_queries: int,
-    torch_encoder: TextEncoder | None = None,
+    torch_encoder: TextEncoder | None = None, format_2: int | None = None,
 ) -> dict:
-    """One row of the table: the index at ``folder`` (``n`` images) searched through store ``kind``."""
+    """One row of the table: the index at ``folder`` (``n`` images) searched through store ``kind``
+    (``format_2``: the bytes the same index takes in format 2)."""
     before = resident_bytes()
     t0 = time.perf_counter()
     searcher = Searcher.open(folder, artifacts)
@@ -223,7 +234,7 @@ def measure(
         "load_s": load_s,
         "ram_per_image": resident / n,
         "disk_per_image": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / n,
-        "disk_per_image_format1": format_1_disk(folder) / n if kind == "exact" else None,
+        "disk_per_image_format2": format_2 / n if format_2 else None,
         **{step: percentiles(values) for step, values in steps.items()},
         **{f"recall@{k}": value for k, value in recall_against_exact(searcher, queries).items()},
         "fetch": percentiles(time_feature_fetch(searcher, len(queries))),
@@ -233,20 +244,24 @@ def measure(
         time_queries(searcher, queries[:2])
         row["total_torch"] = percentiles(time_queries(searcher, queries[:baseline_queries])["total"])
         searcher.text_encoder = onnx_encoder
-    if kind == "exact" and int(np.prod(searcher.index.features.shape)) * 4 <= BASELINE_MAX_BYTES:
+    if kind == "exact" and int(np.prod(searcher.index.rerank.shape)) * 4 <= BASELINE_MAX_BYTES:
         row["baseline"] = percentiles(time_baseline(searcher, queries[:baseline_queries]))
     return row
 
 
 def measure_size(
-    real_index: Path, artifacts: Path, n: int, stores: list[str], queries: list[str], baseline_queries: int,
-    work: Path, torch_encoder: TextEncoder | None = None, milvus_max: int = MILVUS_MAX,
+    real_index: Path, raw: np.ndarray, artifacts: Path, n: int, stores: list[str], queries: list[str],
+    baseline_queries: int, work: Path, torch_encoder: TextEncoder | None = None, milvus_max: int = MILVUS_MAX,
 ) -> list[dict]:
     """The rows of one gallery size: the exact index, then each other store filled from its vectors."""
     folder = work / f"index-{n}"
     t0 = time.perf_counter()
-    synthetic_index(GalleryIndex.load(real_index), n, folder)
-    rows = [measure(folder, artifacts, n, "exact", time.perf_counter() - t0, queries, baseline_queries, torch_encoder)]
+    raw_path = synthetic_index(GalleryIndex.load(real_index), raw, n, folder)
+    build_s = time.perf_counter() - t0
+    encoder = get_image_encoder(RelevanceBundle.load(artifacts).image_encoder)
+    format_2 = format_2_disk(folder, raw_path, encoder.fields)
+    raw_path.unlink()
+    rows = [measure(folder, artifacts, n, "exact", build_s, queries, baseline_queries, torch_encoder, format_2)]
     for kind in stores:
         if kind != "exact" and not (kind == "milvus" and n > milvus_max):
             rows.append(measure(folder, artifacts, n, kind, switch_store(folder, kind), queries, baseline_queries))
@@ -260,14 +275,14 @@ def measure_size(
 def table(rows: list[dict]) -> Table:
     """The benchmark table: one row per gallery size and store."""
     out = Table(title="search per query (ms, p50 / p99); recall of the store's top-k against exact")
-    for name in ("images", "visible", "store", "build s", "load s", "RAM B/img", "disk B/img", "format 1 B/img", "disk vs format 1", "encode", "retrieve", "rerank",
+    for name in ("images", "visible", "store", "build s", "load s", "RAM B/img", "disk B/img", "format 2 B/img", "disk vs format 2", "encode", "retrieve", "rerank",
                  "total", "of rerank: feature fetch", "recall@10", "recall@100", "retrieve vs exact (p50)", "before: PyTorch encoder",
                  "speed-up (p50)", "baseline: score all", "speed-up (p50) "):
         out.add_column(name, justify="right")
     for row in rows:
         cells = [f"{row['n']:,}", f"{row['searched']:,}", row["store"], f"{row['build_s']:.1f}", f"{row['load_s']:.2f}",
                  f"{row['ram_per_image']:,.0f}", f"{row['disk_per_image']:,.0f}"]
-        old = row["disk_per_image_format1"]
+        old = row["disk_per_image_format2"]
         cells += [f"{old:,.0f}", f"{row['disk_per_image'] / old:.2f}x"] if old else ["—", "—"]
         cells += [f"{row[s][0]:.1f} / {row[s][1]:.1f}" for s in ("encode", "retrieve", "rerank", "total", "fetch")]
         cells += [f"{row['recall@10']:.3f}", f"{row['recall@100']:.3f}", f"{row['retrieve_speedup']:.1f}x"]
@@ -318,10 +333,13 @@ def main(argv: list[str] | None = None) -> None:
         real_index = work / "real"
         pool = dataset.train_images_dir if args.pool == "train" else dataset.test_images_dir
         build_index(pool, args.artifacts, real_index, args.cache, progress=False)
-        torch_encoder = torch_twin(RelevanceBundle.load(args.artifacts).text_encoder)
+        bundle = RelevanceBundle.load(args.artifacts)
+        cache = args.cache or default_cache_dir(args.artifacts)
+        raw = pool_features(GalleryIndex.load(real_index), bundle.image_encoder, cache)
+        torch_encoder = torch_twin(bundle.text_encoder)
         rows = []
         for n in args.sizes:
-            rows += measure_size(real_index, args.artifacts, n, args.store, queries, args.baseline_queries, work,
+            rows += measure_size(real_index, raw, args.artifacts, n, args.store, queries, args.baseline_queries, work,
                                  torch_encoder, args.milvus_max)
             console.print(f"measured {n:,} images", style="dim")
     if args.json:
@@ -330,8 +348,9 @@ def main(argv: list[str] | None = None) -> None:
     console.print(table(rows))
     console.print(
         f"{threads} compute thread(s). RAM: resident memory Searcher.open added (this process and Milvus Lite's); "
-        "features and joint vectors stay memory-mapped on disk. Feature fetch: reading the reranked candidates' "
-        "features (random rows) from the memory-mapped file, part of rerank. Visible: the images a query may return (child flags "
+        "joint and rerank vectors stay memory-mapped on disk. Feature fetch: reading the reranked candidates' "
+        "joint and rerank rows (random rows) from the memory-mapped files, part of rerank. Format 2: the same index with "
+        "int8 codes of the raw features in place of the rerank vectors and int8 joint vectors, written in the same run. Visible: the images a query may return (child flags "
         "are drawn from the pool photos' flags); stores hold only these. Build: writing the exact index (synthetic rows "
         "included), or filling the store from it. Before: the same searches with the text encoder on PyTorch; baseline: relevance "
         "model on every image (no index); same queries, same run."

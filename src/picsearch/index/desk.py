@@ -126,7 +126,7 @@ class ReviewDesk:
     def _duplicate_groups(self, cosine: float) -> np.ndarray:
         """Near-duplicate groups of all detector-flagged photos (stable while decisions come in)."""
         if cosine not in self._groups:
-            self._groups[cosine] = duplicate_groups(np.asarray(self.index.features[self._flagged]), cosine)
+            self._groups[cosine] = duplicate_groups(np.asarray(self.index.rerank[self._flagged]), cosine)
         return self._groups[cosine]
 
     def decide(self, image_id: str, decision: str, why: str, who: str) -> Review:

@@ -6,8 +6,10 @@ Layout of an index folder::
     INDEX/.lock                       held (flock) by the one process updating the index; holds its pid
     INDEX/data-<ns>/items.json        ids, relative paths, content hashes (columns)
     INDEX/data-<ns>/stats.npy         size, mtime_ns, ctime_ns (n, 3) int64 of the bytes that were hashed
-    INDEX/data-<ns>/features.*.npy    raw image features (n, F), for the reranker: int8 codes and per-row scales
-                                      (:mod:`picsearch.index.codec`); ``features.npy`` float16 before format 2
+    INDEX/data-<ns>/rerank.*.npy      what the reranker reads of a photo besides its joint vector
+                                      (:meth:`RelevanceBundle.rerank_vectors`): int8 codes and per-row scales
+                                      (:mod:`picsearch.index.codec`); before format 3, the raw image features
+                                      instead (``features.*.npy`` int8 codes in format 2, ``features.npy`` float16)
     INDEX/data-<ns>/child_prob.npy    child-detector probability (n,) float32
     INDEX/data-<ns>/child.npy         child flag (n,) bool
     INDEX/data-<ns>/joint.*.npy       joint-space vectors (n, d) of every row, hidden ones too (never searched):
@@ -41,14 +43,16 @@ import numpy as np
 from picsearch.data.files import CheckedFile, FileChecker, FileIdentity
 from picsearch.index.codec import QuantizedRows, RowCodec, Segment
 from picsearch.index.stores import StoreSpec, VectorStore, open_store, retire, write_store
-from picsearch.models.artifacts import MANIFEST
+from picsearch.models.artifacts import MANIFEST, RelevanceBundle
 from picsearch.storage import load_array, load_json, save_array, save_json
 
-FORMAT = "picsearch-index/2"
-READABLE_FORMATS = ("picsearch-index/1", FORMAT)  # format 1: float16 features.npy, float joint.npy
-FEATURE_BITS = 8  # 3.6 KB a photo instead of 7.1 KB; CV: tau_c +0.0000, reranked R@5 -0.001 (int4: -0.006)
+FORMAT = "picsearch-index/3"
+# format 1: float16 features.npy, float joint.npy; format 2: int8 codes of the raw features (features.*.npy)
+READABLE_FORMATS = ("picsearch-index/1", "picsearch-index/2", FORMAT)
+RERANK_BITS = 8  # CV, int4 joint codes: reranked R@5 +0.0014 vs float32 (int4 rerank codes, int8 joint: -0.0034)
 CODE_BITS = {"int8": 8, "int4": 4}
 VECTOR_DTYPES = (*CODE_BITS, "float16", "float32")
+DEFAULT_VECTORS = "int4"
 MODEL_FILES = (MANIFEST, "*.safetensors", "*.lgb.txt")  # what RelevanceBundle.load reads
 UNKNOWN_STAT = (-1, -1, -1)  # an index written before stats were recorded: files are hashed on first use
 
@@ -76,15 +80,17 @@ def model_fingerprint(model_dir: Path) -> str:
 @dataclass
 class GalleryIndex:
     """Rows aligned by position: ``ids[i]``, ``paths[i]`` (relative to ``root``), ``hashes[i]``
-    (blake2b-160 of the bytes checked), ``features[i]``, ``child_prob[i]``, ``child[i]``, ``joint[i]``
-    (its joint-space vector), ``stats[i]`` (size, mtime_ns, ctime_ns of those bytes). ``store`` says
-    which vector store serves the visible rows; ``data_dir`` is the folder it was loaded from."""
+    (blake2b-160 of the bytes checked), ``rerank[i]`` (what the reranker reads besides the joint vector),
+    ``child_prob[i]``, ``child[i]``, ``joint[i]`` (its joint-space vector), ``stats[i]`` (size, mtime_ns,
+    ctime_ns of those bytes). ``store`` says which vector store serves the visible rows; ``data_dir`` is
+    the folder it was loaded from."""
 
     root: Path
     ids: list[str]
     paths: list[str]
     hashes: list[str]
-    features: np.ndarray | QuantizedRows
+    rerank: np.ndarray | QuantizedRows
+    """:meth:`RelevanceBundle.rerank_vectors` of every photo, or (``raw_features``) its raw image features."""
     child_prob: np.ndarray
     child: np.ndarray
     joint: np.ndarray | QuantizedRows
@@ -92,10 +98,15 @@ class GalleryIndex:
     stats: np.ndarray | None = None  # None: unknown (every file is hashed once on first use)
     store: StoreSpec = field(default_factory=StoreSpec)
     data_dir: Path | None = None
-    feature_codec: RowCodec | None = None
-    """How ``save`` quantizes the features (default: as they were loaded, else fitted on them, one segment)."""
-    vector_dtype: str = "int8"
+    raw_features: bool = False
+    """``rerank`` holds raw image features (an index of format 1 or 2): scored by :meth:`RelevanceBundle.score`."""
+    rerank_codec: RowCodec | None = None
+    """How ``save`` quantizes ``rerank`` (default: as it was loaded, else fitted on it, one segment)."""
+    vector_dtype: str = DEFAULT_VECTORS
     """How ``save`` stores the joint vectors: one of :data:`VECTOR_DTYPES`."""
+    vector_codec: RowCodec | None = None
+    """How ``save`` quantizes int8 / int4 joint vectors (default: as loaded when the bits match, else fitted on
+    them, one segment)."""
     _checker: FileChecker | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -128,6 +139,13 @@ class GalleryIndex:
         """Where ``row``'s file was indexed (unchecked: use :meth:`checked_file` to read or serve it)."""
         return self.root / self.paths[row]
 
+    def rerank_scores(self, bundle: RelevanceBundle, rows: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
+        """Relevance of ``rows`` (positions) with aligned ``text_feats`` rows (or one row) from what is stored."""
+        if self.raw_features:
+            return bundle.score(np.asarray(self.rerank[rows], dtype=np.float32), text_feats)
+        joint, rerank = (np.asarray(part[rows], dtype=np.float32) for part in (self.joint, self.rerank))
+        return bundle.score_stored(joint, rerank, text_feats)
+
     def save(self, folder: Path, visible: np.ndarray | None = None) -> None:
         """Write a new data folder, fill its vector store with the ``visible`` rows (default: not flagged),
         then swap the manifest to point at it (atomic for readers).
@@ -136,16 +154,18 @@ class GalleryIndex:
         had it open keeps its (unlinked, still mapped) files. A Milvus collection left behind by a change
         of store is dropped once the new manifest is in place.
         """
+        if self.raw_features:
+            raise ValueError("an index of raw features (format 1 or 2) is converted by `picsearch index`, not re-saved")
         folder.mkdir(parents=True, exist_ok=True)
         data_name = f"data-{time.time_ns()}-{os.getpid()}"
         data = folder / data_name
         save_json(data / "items.json", {"ids": self.ids, "paths": self.paths, "hashes": self.hashes})
         save_array(data / "stats.npy", np.asarray(self.stats, dtype=np.int64))
-        self.features = QuantizedRows.encode(self.features, self._feature_codec())
-        self.features.save(data, "features")
+        self.rerank = QuantizedRows.encode(self.rerank, self._rerank_codec())
+        self.rerank.save(data, "rerank")
         save_array(data / "child_prob.npy", self.child_prob.astype(np.float32, copy=False))
         save_array(data / "child.npy", self.child.astype(bool, copy=False))
-        self.joint = _save_vectors(data, self.joint, self.vector_dtype)
+        self.joint = _save_vectors(data, self.joint, self.vector_dtype, self._vector_codec())
         previous = _previous_version(folder)
         visible = ~np.asarray(self.child, dtype=bool) if visible is None else visible
         changed, rescored = self._changes_since(previous)
@@ -162,8 +182,8 @@ class GalleryIndex:
             "child_flagged": int(self.child.sum()),
             "store": spec.to_json(),
             "vector_dtype": self.vector_dtype,
-            "feature_dtype": f"int{self.features.codec.bits}",
-            "feature_segments": self.features.codec.to_json(),
+            "rerank_dtype": f"int{self.rerank.codec.bits}",
+            "rerank_segments": self.rerank.codec.to_json(),
             **({"vector_segments": self.joint.codec.to_json()} if isinstance(self.joint, QuantizedRows) else {}),
         }
         save_json(folder / "manifest.json", manifest)
@@ -190,7 +210,7 @@ class GalleryIndex:
 
     @classmethod
     def load(cls, folder: Path, mmap: bool = True) -> "GalleryIndex":
-        """Read an index; ``mmap`` maps the big arrays (features: only reranked rows are paged in).
+        """Read an index; ``mmap`` maps the big arrays (only the rows a query reranks are paged in).
 
         A manifest whose data folder is missing raises :class:`IndexFormatError` (``picsearch index``
         then rebuilds); a folder removed by a writer between reading the manifest and it is retried once.
@@ -202,14 +222,15 @@ class GalleryIndex:
         if not data.is_dir():
             raise IndexFormatError(f"{data}: the data folder named by manifest.json is missing; rebuild the index")
         items = load_json(data / "items.json")
-        features, joint = _load_rows(data, manifest, mmap)
+        rerank, joint = _load_rows(data, manifest, mmap)
         index = cls(
             root=Path(manifest["gallery"]),
             ids=list(items["ids"]),
             paths=list(items["paths"]),
             hashes=list(items["hashes"]),
             stats=load_array(data / "stats.npy") if (data / "stats.npy").is_file() else None,
-            features=features,
+            rerank=rerank,
+            raw_features=manifest["format"] != FORMAT,
             child_prob=load_array(data / "child_prob.npy"),
             child=load_array(data / "child.npy"),
             joint=joint,
@@ -228,7 +249,7 @@ class GalleryIndex:
             "items.json paths": len(self.paths),
             "items.json hashes": len(self.hashes),
             "stats.npy": len(self.stats),
-            "features": len(self.features),
+            "rerank": len(self.rerank),
             "child_prob.npy": len(self.child_prob),
             "child.npy": len(self.child),
             "joint": len(self.joint),
@@ -238,19 +259,33 @@ class GalleryIndex:
                 raise IndexFormatError(f"{where / name.split()[0]}: {size} rows for {n} ids; rebuild the index")
 
 
-    def _feature_codec(self) -> RowCodec:
+    def _rerank_codec(self) -> RowCodec:
         """As given, else as loaded (reused rows keep their codes), else fitted on these rows."""
-        if self.feature_codec is not None:
-            return self.feature_codec
-        if isinstance(self.features, QuantizedRows):
-            return self.features.codec
-        return RowCodec.fit(self.features, (Segment(0, self.features.shape[1]),), FEATURE_BITS)
+        if self.rerank_codec is not None:
+            return self.rerank_codec
+        if isinstance(self.rerank, QuantizedRows):
+            return self.rerank.codec
+        return RowCodec.fit(self.rerank, (Segment(0, self.rerank.shape[1]),), RERANK_BITS)
+
+    def _vector_codec(self) -> RowCodec | None:
+        """The joint vectors' codec for :attr:`vector_dtype`: as given, else as loaded, else fitted (None: floats)."""
+        bits = CODE_BITS.get(self.vector_dtype)
+        if bits is None:
+            return None
+        if self.vector_codec is not None and self.vector_codec.bits == bits:
+            return self.vector_codec
+        if isinstance(self.joint, QuantizedRows) and self.joint.codec.bits == bits:
+            return self.joint.codec
+        return RowCodec.fit(self.joint, (Segment(0, self.joint.shape[1]),), bits)
 
 
-def _save_vectors(data: Path, joint: np.ndarray | QuantizedRows, dtype: str) -> np.ndarray | QuantizedRows:
-    """Write the joint vectors as ``dtype`` (:data:`VECTOR_DTYPES`); returns them as a reader will see them."""
+def _save_vectors(
+    data: Path, joint: np.ndarray | QuantizedRows, dtype: str, codec: RowCodec | None
+) -> np.ndarray | QuantizedRows:
+    """Write the joint vectors as ``dtype`` (:data:`VECTOR_DTYPES`; codes through ``codec``); returns them as a
+    reader will see them."""
     if dtype in CODE_BITS:
-        quantized = QuantizedRows.encode(joint, RowCodec((Segment(0, joint.shape[1]),), bits=CODE_BITS[dtype]))
+        quantized = QuantizedRows.encode(joint, codec)
         quantized.save(data, "joint")
         return quantized
     vectors = np.asarray(joint, dtype=dtype)
@@ -259,17 +294,18 @@ def _save_vectors(data: Path, joint: np.ndarray | QuantizedRows, dtype: str) -> 
 
 
 def _load_rows(data: Path, manifest: dict, mmap: bool) -> tuple[np.ndarray | QuantizedRows, np.ndarray | QuantizedRows]:
-    """Features and joint vectors of a data folder, in the layout its manifest records (every format so far)."""
-    kind = manifest.get("feature_dtype")
+    """Rerank rows and joint vectors of a data folder, in the layout its manifest records (every format so far)."""
+    name, key = ("rerank", "rerank") if manifest["format"] == FORMAT else ("features", "feature")
+    kind = manifest.get(f"{key}_dtype")
     if kind in CODE_BITS:
-        features = QuantizedRows.load(data, "features", manifest.get("feature_segments"), CODE_BITS[kind], mmap)
+        rerank = QuantizedRows.load(data, name, manifest.get(f"{key}_segments"), CODE_BITS[kind], mmap)
     else:
-        features = load_array(data / "features.npy", mmap=mmap)
+        rerank = load_array(data / "features.npy", mmap=mmap)
     kind = manifest.get("vector_dtype")
     if kind in CODE_BITS:
-        return features, QuantizedRows.load(data, "joint", manifest.get("vector_segments"), CODE_BITS[kind], mmap)
+        return rerank, QuantizedRows.load(data, "joint", manifest.get("vector_segments"), CODE_BITS[kind], mmap)
     legacy = not (data / "joint.npy").is_file()  # written before stores were chosen: store/vectors.npy
-    return features, load_array(data / ("store/vectors.npy" if legacy else "joint.npy"), mmap=mmap)
+    return rerank, load_array(data / ("store/vectors.npy" if legacy else "joint.npy"), mmap=mmap)
 
 
 META_KEYS = ("image_encoder", "text_encoder", "image_encoder_id", "model", "model_fingerprint", "created")

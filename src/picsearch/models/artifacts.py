@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -17,7 +18,8 @@ from picsearch.encoders import TextEncoder, get_text_encoder, query_encoder_name
 from picsearch.models.export import Exported, nest, unnest
 from picsearch.models.child import ChildDetector
 from picsearch.models.relevance import RelevanceModel, restore_model
-from picsearch.models.matching import JointSpace, restore_matcher
+from picsearch.models.matching import JointSpace, Matcher, restore_matcher
+from picsearch.models.matching_head import MatchingHead
 from picsearch.models.multilingual import MappedTextEncoder, TextMap
 from picsearch.storage import file_sha256, load_json, save_json, write_bytes
 
@@ -109,6 +111,37 @@ def _restored(folder: Path, entry: dict[str, Any], restore: Callable[[], T]) -> 
         raise ArtifactError(f"{files or folder / MANIFEST}: not the model {MANIFEST} describes ({exc!r})") from None
 
 
+@dataclass(frozen=True)
+class RerankLayout:
+    """Where the scorer finds an image's vectors in an index: ``from_joint``, the matchers it shares with the
+    joint space (name -> ``[start, stop)`` and scale of their block in a joint vector, :attr:`JointSpace.blocks`);
+    ``own``, the others (name -> width), concatenated in this order as the rerank vectors."""
+
+    from_joint: dict[str, tuple[int, int, float]]
+    own: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"from_joint": {name: list(block) for name, block in self.from_joint.items()}, "own": self.own}
+
+
+def _same_matcher(a: Matcher, b: Matcher) -> bool:
+    """Whether two fitted matchers are the same model (equal hyperparameters and fitted arrays)."""
+    left, right = a.export(), b.export()
+    return left.params == right.params and left.arrays.keys() == right.arrays.keys() and all(
+        np.array_equal(left.arrays[key], right.arrays[key]) for key in left.arrays
+    )
+
+
+def _aligned(image_rows: int, text_feats: np.ndarray) -> np.ndarray:
+    """``text_feats`` with one row per image row (a single text row is broadcast)."""
+    text_feats = np.atleast_2d(text_feats)
+    if len(text_feats) == 1 and image_rows != 1:
+        text_feats = np.repeat(text_feats, image_rows, axis=0)
+    if image_rows != len(text_feats):
+        raise ValueError(f"score: {image_rows} image rows vs {len(text_feats)} text rows")
+    return text_feats
+
+
 @dataclass
 class RelevanceBundle:
     """Everything search needs: joint space for candidates, relevance score for reranking, child detector."""
@@ -153,12 +186,43 @@ class RelevanceBundle:
 
     def score(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
         """Relevance in [0, 1] of image row i with text row i (a single text row is broadcast)."""
-        image_feats, text_feats = np.atleast_2d(image_feats), np.atleast_2d(text_feats)
-        if len(text_feats) == 1 and len(image_feats) != 1:
-            text_feats = np.repeat(text_feats, len(image_feats), axis=0)
-        if len(image_feats) != len(text_feats):
-            raise ValueError(f"score: {len(image_feats)} image rows vs {len(text_feats)} text rows")
+        image_feats = np.atleast_2d(image_feats)
+        text_feats = _aligned(len(image_feats), text_feats)
         return np.clip(np.asarray(self.scorer.predict(image_feats, text_feats), dtype=np.float64), 0.0, 1.0)
+
+    @cached_property
+    def rerank_layout(self) -> RerankLayout | None:
+        """How :meth:`score_stored` reads an image; None for a scorer that reads raw features (the baselines)."""
+        if not isinstance(self.scorer, MatchingHead):
+            return None
+        blocks, joint = self.joint.blocks, self.joint.matchers
+        shared = {
+            name: blocks[name] for name, matcher in self.scorer.matchers_.items()
+            if name in joint and _same_matcher(matcher, joint[name])
+        }
+        own = {name: matcher.width for name, matcher in self.scorer.matchers_.items() if name not in shared}
+        return RerankLayout(shared, own)
+
+    def rerank_vectors(self, image_feats: np.ndarray) -> np.ndarray:
+        """What an index keeps of an image for reranking besides its joint vector: the scorer's image vectors
+        that the joint vectors do not hold (all the raw features, for a scorer that reads them)."""
+        image_feats, layout = np.atleast_2d(image_feats), self.rerank_layout
+        if layout is None:
+            return np.asarray(image_feats, dtype=np.float32)
+        blocks = [self.scorer.matchers_[name].embed_image(image_feats) for name in layout.own]
+        return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((len(image_feats), 0), np.float32)
+
+    def score_stored(self, joint_rows: np.ndarray, rerank_rows: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
+        """:meth:`score` of images kept as their joint vectors and :meth:`rerank_vectors` (aligned rows)."""
+        layout = self.rerank_layout
+        if layout is None:
+            return self.score(rerank_rows, text_feats)
+        images = {name: joint_rows[:, start:stop] / scale for name, (start, stop, scale) in layout.from_joint.items()}
+        start = 0
+        for name, width in layout.own.items():
+            images[name], start = rerank_rows[:, start : start + width], start + width
+        text_feats = _aligned(len(joint_rows), text_feats)
+        return np.clip(np.asarray(self.scorer.predict_embedded(images, text_feats), dtype=np.float64), 0.0, 1.0)
 
     def child_probability(self, image_feats: np.ndarray) -> np.ndarray:
         return self.child.probability(np.atleast_2d(image_feats))

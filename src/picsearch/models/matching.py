@@ -31,6 +31,8 @@ class Matcher(Protocol):
 
     kind: str
 
+    @property
+    def width(self) -> int: ...
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> Matcher: ...
     def embed_image(self, image_feats: np.ndarray) -> np.ndarray: ...
     def embed_text(self, text_feats: np.ndarray) -> np.ndarray: ...
@@ -120,6 +122,11 @@ class RidgeMatcher(_RawTextMixin, _MatcherBase):
     def __init__(self, layout: ImageLayout, alpha: float = 10000.0) -> None:
         self.layout, self.alpha = layout, alpha
 
+    @property
+    def width(self) -> int:
+        """Width of the matcher's space."""
+        return self.coef_.shape[1]
+
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> RidgeMatcher:
         x = self.layout.inputs(image_feats)
         self.scaler_ = fit_scaler(x)
@@ -164,6 +171,11 @@ class TwoTowerMatcher(_MatcherBase):
     ) -> None:
         self.layout, self.dim, self.epochs, self.temperature = layout, dim, epochs, temperature
         self.lr, self.weight_decay, self.dropout, self.batch_size, self.seed = lr, weight_decay, dropout, batch_size, seed
+
+    @property
+    def width(self) -> int:
+        """Width of the matcher's space."""
+        return self.image_w_.shape[1]
 
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> TwoTowerMatcher:
         x = self.layout.inputs(image_feats)
@@ -233,6 +245,11 @@ class CaptionTransferMatcher(_RawTextMixin, _MatcherBase):
     def __init__(self, layout: ImageLayout, k: int = 50, temperature: float = 0.05) -> None:
         self.layout, self.k, self.temperature = layout, k, temperature
 
+    @property
+    def width(self) -> int:
+        """Width of the matcher's space."""
+        return self.captions_.shape[1]
+
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> CaptionTransferMatcher:
         pooled = self.layout.pooled_of(image_feats)
         unique, inverse = np.unique(pooled, axis=0, return_inverse=True)
@@ -258,6 +275,11 @@ class ImageTransferMatcher(_MatcherBase):
     def __init__(self, layout: ImageLayout, k: int = 50, temperature: float = 0.05) -> None:
         self.layout, self.k, self.temperature = layout, k, temperature
 
+    @property
+    def width(self) -> int:
+        """Width of the matcher's space."""
+        return self.center_.shape[0]
+
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> ImageTransferMatcher:
         pooled = self.layout.pooled_of(image_feats)
         self.center_ = np.unique(pooled, axis=0).mean(axis=0).astype(np.float32)
@@ -282,6 +304,11 @@ class ClassBridgeMatcher(_RawTextMixin, _MatcherBase):
     def __init__(self, layout: ImageLayout, class_texts: np.ndarray, power: float = 1.0) -> None:
         self.layout, self.class_texts, self.power = layout, np.asarray(class_texts, np.float32), power
 
+    @property
+    def width(self) -> int:
+        """Width of the matcher's space."""
+        return self.class_texts.shape[1]
+
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> ClassBridgeMatcher:
         return self
 
@@ -305,6 +332,11 @@ class SharedSpaceMatcher(_RawTextMixin, _MatcherBase):
 
     def __init__(self, layout: ImageLayout) -> None:
         self.layout = layout
+
+    @property
+    def width(self) -> int:
+        """Width of the matcher's space."""
+        return self.layout.pooled[1] - self.layout.pooled[0]
 
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> SharedSpaceMatcher:
         return self
@@ -350,3 +382,13 @@ class JointSpace:
     @property
     def weights(self) -> dict[str, float]:
         return {name: scale**2 for name, scale in self.scales.items()}
+
+    @property
+    def blocks(self) -> dict[str, tuple[int, int, float]]:
+        """Where each matcher's image vectors sit in a joint vector: columns ``[start, stop)`` holding them times
+        ``scale`` (every block is a unit vector, so the stacked vector already has norm 1)."""
+        out, start = {}, 0
+        for name, matcher in self.matchers.items():
+            out[name] = (start, start + matcher.width, self.scales[name])
+            start += matcher.width
+        return out

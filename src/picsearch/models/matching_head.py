@@ -70,42 +70,59 @@ class MatchingHead(BaseEstimator):
         self, matchers: dict[str, Matcher], references: dict[str, np.ndarray], image_feats: np.ndarray,
         text_feats: np.ndarray,
     ) -> np.ndarray:
+        images = {name: matcher.embed_image(image_feats) for name, matcher in matchers.items()}
+        return self._embedded_features(matchers, references, images, text_feats)
+
+    def _embedded_features(
+        self, matchers: dict[str, Matcher], references: dict[str, np.ndarray], images: dict[str, np.ndarray],
+        text_feats: np.ndarray,
+    ) -> np.ndarray:
         # Rows repeat queries (a search scores one query against many images): embed each distinct one once.
         queries, query_of_row = np.unique(text_feats, axis=0, return_inverse=True)
-        return self._cell_features(
-            matchers, references, image_feats, queries, np.arange(len(image_feats)), query_of_row.ravel()
-        )
+        rows = np.arange(len(next(iter(images.values()))))
+        return self._cell_features(matchers, references, images, queries, rows, query_of_row.ravel())
 
     def _cell_features(
-        self, matchers: dict[str, Matcher], references: dict[str, np.ndarray], image_feats: np.ndarray,
+        self, matchers: dict[str, Matcher], references: dict[str, np.ndarray], images: dict[str, np.ndarray],
         text_feats: np.ndarray, image_of_row: np.ndarray, query_of_row: np.ndarray,
     ) -> np.ndarray:
-        """Features of the (``image_of_row[i]``, ``query_of_row[i]``) cells: each image and text embedded once."""
+        """Features of the (``image_of_row[i]``, ``query_of_row[i]``) cells from each matcher's image embeddings
+        ``images``; each text embedded once."""
         columns = []
         for name, matcher in matchers.items():
             texts = matcher.embed_text(text_feats)
-            sims = rowwise_cosine(matcher.embed_image(image_feats)[image_of_row], texts[query_of_row])
+            sims = rowwise_cosine(images[name][image_of_row], texts[query_of_row])
             to_references = texts @ references[name].T
             columns.append(sims)
             columns += [sims - top_k_mean(to_references, k)[query_of_row] for k in self.reference_ks]
         return np.column_stack(columns)
+
+    def image_embeddings(self, image_feats: np.ndarray) -> dict[str, np.ndarray]:
+        """Each fitted matcher's image vectors: all the head reads of an image."""
+        return {name: matcher.embed_image(image_feats) for name, matcher in self.matchers_.items()}
+
+    def predict_embedded(self, images: dict[str, np.ndarray], text_feats: np.ndarray) -> np.ndarray:
+        """Scores of aligned rows from :meth:`image_embeddings` output (as an index stores them) and text vectors."""
+        return self.booster_.predict(
+            self._embedded_features(self.matchers_, self.references_, images, text_feats), num_threads=1
+        )
 
     def features(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
         """The head's input: per matcher, the similarity, then the similarity relative to each yardstick."""
         return self._features(self.matchers_, self.references_, image_feats, text_feats)
 
     def predict(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
-        return self.booster_.predict(self.features(image_feats, text_feats), num_threads=1)
+        return self.predict_embedded(self.image_embeddings(image_feats), text_feats)
 
     def predict_grid(self, image_feats: np.ndarray, text_feats: np.ndarray, chunk: int = 64) -> np.ndarray:
         """Scores of every text against every image, ``(texts, images)``: each embedded once, cells scored in
         chunks of ``chunk`` texts (a gallery's full grid of aligned rows would not fit in memory)."""
-        n_images = len(image_feats)
+        n_images, images = len(image_feats), self.image_embeddings(image_feats)
         scores = np.empty((len(text_feats), n_images))
         for start in range(0, len(text_feats), chunk):
             texts = text_feats[start : start + chunk]
             cells = self._cell_features(
-                self.matchers_, self.references_, image_feats, texts,
+                self.matchers_, self.references_, images, texts,
                 np.tile(np.arange(n_images), len(texts)), np.repeat(np.arange(len(texts)), n_images),
             )
             scores[start : start + len(texts)] = self.booster_.predict(cells, num_threads=1).reshape(len(texts), -1)

@@ -247,8 +247,8 @@ class Searcher:
         head_rows = rows[:, :n_rerank]
         if not head_rows.size:  # nothing visible to score (e.g. every photo hidden)
             return [Ranking(row, np.zeros(0, dtype=np.float32)) for row in rows]
-        feats = np.asarray(self.index.features[head_rows.ravel()], dtype=np.float32)
-        scores = self.bundle.score(feats, np.repeat(text_feats, n_rerank, axis=0)).reshape(head_rows.shape)
+        texts = np.repeat(text_feats, n_rerank, axis=0)
+        scores = self.index.rerank_scores(self.bundle, head_rows.ravel(), texts).reshape(head_rows.shape)
         order = np.argsort(-scores, axis=1, kind="stable")
         return [
             Ranking(np.concatenate([head_rows[q, order[q]], rows[q, n_rerank:]]), scores[q, order[q]])

@@ -32,11 +32,13 @@ def index_command(
     out: Annotated[Path, typer.Option("--out", help="Index folder to create or update.")],
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Embedding cache (default MODEL/cache).")] = None,
     vectors: Annotated[
-        str,
+        Optional[str],
         typer.Option(
-            "--vectors", help="How the joint vectors are stored: int8 (per-row scale, 2.6 KB a photo), int4 (1.3 KB), float16 or float32."
+            "--vectors",
+            help="How the joint vectors are stored: int4 (a scale per row and matcher block, column weights; "
+            "1.3 KB a photo), int8 (2.6 KB), float16 or float32. Default: the existing index's, else int4.",
         ),
-    ] = "int8",
+    ] = None,
     no_wait: Annotated[
         bool,
         typer.Option("--no-wait", help="Fail (exit 2) instead of waiting while another process updates --out."),

@@ -258,7 +258,6 @@ class GalleryIndex:
             if size != n:
                 raise IndexFormatError(f"{where / name.split()[0]}: {size} rows for {n} ids; rebuild the index")
 
-
     def _rerank_codec(self) -> RowCodec:
         """As given, else as loaded (reused rows keep their codes), else fitted on these rows."""
         if self.rerank_codec is not None:

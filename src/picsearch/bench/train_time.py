@@ -71,7 +71,7 @@ def bench_cv(data_dir: str | None, cache: Path, model: str, workers: int) -> dic
     sequential = time.perf_counter() - start
     runs = {"fresh": candidate_models(encoders)[model], "same memo": factory}
     seconds, differences = {}, {}
-    for name, run_factory in runs.items():  # fresh: its own MatcherMemo; same memo: the first run's, as `train` reuses it
+    for name, run_factory in runs.items():  # "same memo": the first run's MatcherMemo, as `train`'s data options
         start = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
             together = collect_cv(start_fits(run_factory, data, folds, pool), data, dataset.expert, folds)

@@ -121,7 +121,9 @@ def train_models(
         metrics["selected"] = selected
         options = {config.data_options[0]: (data, cv[selected])}
         variants = {name: training_set(TRAINING_DATA_OPTIONS[name]) for name in config.data_options[1:]}
-        variant_fits = {name: start_fits(candidates[selected], variant, folds, pool) for name, variant in variants.items()}
+        variant_fits = {
+            name: start_fits(candidates[selected], variant, folds, pool) for name, variant in variants.items()
+        }
         for name, variant in variants.items():
             options[name] = variant, collect_cv(
                 variant_fits[name], variant, dataset.expert, folds, on_fold=lambda n=name: step(f"data {n}")

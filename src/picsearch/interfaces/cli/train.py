@@ -26,7 +26,8 @@ def train(
         str, typer.Option(help="Encoder for queries in other scripts (Russian...), mapped into the text space; 'none': off.")
     ] = DEFAULT_MULTILINGUAL_ENCODER,
     workers: Annotated[
-        Optional[int], typer.Option(min=1, help="Models fitted at once, one compute thread each (default: one per CPU, or CPUs / --threads).")
+        Optional[int],
+        typer.Option(min=1, help="Models fitted at once, one compute thread each (default: CPUs / --threads)."),
     ] = None,
 ) -> None:
     """Train and compare every relevance model on image-disjoint folds, select by CV, refit, save."""

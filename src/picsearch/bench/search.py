@@ -15,8 +15,8 @@ each other store is then filled from its stored vectors, as ``picsearch index --
 and timed as "build". Recall@10/@100 compare each store's top-k with the exact top-k of the same
 visible images for the same queries. Milvus runs embedded (Milvus Lite) and only up to
 ``--milvus-max`` images: Lite is a single-process test server, not what a cluster measures. The index is written and read
-through the real on-disk format (format 3: joint vectors and the reranker's own image vectors as int8 codes
-with per-row scales, memory-mapped); its disk per image is compared with the same index in format 2 (int8 codes
+through the real on-disk format (format 3 as `picsearch index` writes it: joint vectors as int4 codes with a
+scale per matcher block, the reranker's own image vectors as int8 codes, memory-mapped); its disk per image is compared with the same index in format 2 (int8 codes
 of the raw features in place of the rerank vectors, int8 joint vectors), measured from files written in the same run. Latency is
 per query (one at a time), split into text encoding, retrieval (joint projection + store search) and reranking
 (gather of the candidates' joint and rerank rows from the memory-mapped files + relevance model). Two baselines are timed in the same run: the same search with the text

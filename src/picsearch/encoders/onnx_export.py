@@ -9,7 +9,8 @@ For sentence-transformers models the graph is the whole sentence encoder (transf
 attention mask, L2 normalization), so ONNX Runtime returns the vectors PyTorch would.
 
 An int8 graph (:func:`cached_int8`) is derived from a float graph by ONNX Runtime's dynamic quantization and
-cached the same way, beside it, named by a hash of the float file and of :func:`quantize_config`.
+cached the same way, beside it, named by a hash of the float file's name, size and mtime and of
+:func:`quantize_config`.
 """
 
 from __future__ import annotations

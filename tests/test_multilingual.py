@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from picsearch.encoders import TEXT_ENCODERS
 from picsearch.models import RelevanceBundle
 from picsearch.models.multilingual import MappedTextEncoder, TextMap, fit_text_map, map_cosines, needs_map
+from picsearch.policy import is_blocked
 from test_artifacts import bundle  # noqa: F401  (the tiny bundle fixture)
 
 SOURCE_DIM, TARGET_DIM = 6, 10
@@ -188,6 +191,65 @@ def test_train_text_map_learns_on_training_captions_only(tmp_path, monkeypatch) 
     )
     text_map, metrics = train_text_map(dataset, feats, "multi", tmp_path / "cache")
     embedded = {text for call in multilingual.calls for text in call}
-    assert embedded == set(dataset.train["query_text"]) and not embedded & set(dataset.test_queries["query_text"])
-    assert metrics["texts"] == dataset.train["query_id"].nunique() and text_map.alpha == metrics["alpha"]
+    allowed = {text for text in dataset.train["query_text"] if not is_blocked(text)}
+    assert embedded == allowed and allowed < set(dataset.train["query_text"])  # the tiny set has a child caption
+    assert not embedded & set(dataset.test_queries["query_text"])
+    assert metrics["texts"] == len(allowed) and metrics["translations"] == 0 and text_map.alpha == metrics["alpha"]
     assert (text_map.source, text_map.source_id, text_map.target_id) == ("multi", "multi-v1", "en-v1")
+
+
+def test_training_captions_add_only_translations_that_match_an_allowed_caption(tmp_path) -> None:
+    from picsearch.data import load_dataset
+    from picsearch.models.multilingual import training_captions
+    from tiny_dataset import write_tiny_dataset
+
+    dataset = load_dataset(write_tiny_dataset(tmp_path / "data"))
+    rows = [
+        ("a.jpg#0", "A dog runs on the grass .", "собака бежит по траве"),  # matches: learnt from
+        ("c.jpg#0", "Two women climb a rock wall .", "две женщины лезут на скалу"),  # English differs: a stranger's
+        ("b.jpg#0", "A little girl in a pink dress , smiling .", "девочка в розовом платье"),  # blocked caption
+        ("d.jpg#1", 'A "red" car parked on a street .', "маленькая девочка у машины"),  # blocked translation
+    ]
+    path = tmp_path / "ru.tsv"
+    pd.DataFrame(rows, columns=["query_id", "english", "russian"]).to_csv(path, sep="\t", index=False)
+    pairs = training_captions(dataset, translations=path)
+    plain = training_captions(dataset, translations=None)
+    assert "собака бежит по траве" in pairs.texts and len(pairs.texts) == len(plain.texts) + 1
+    translated = pairs.texts.index("собака бежит по траве")
+    assert (pairs.query_ids[translated], pairs.groups[translated]) == ("a.jpg#0", "a.jpg")
+    assert not any(is_blocked(text) for text in pairs.texts)
+    only = training_captions(dataset, images={"c.jpg"}, translations=path)
+    assert set(only.groups) == {"c.jpg"} and "две женщины лезут на скалу" not in only.texts
+
+
+def test_read_translations_names_the_file_and_the_missing_column(tmp_path) -> None:
+    from picsearch.models.multilingual import read_translations
+
+    path = tmp_path / "ru.tsv"
+    path.write_text("query_id\tenglish\na.jpg#0\tA dog\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"ru\.tsv: missing column\(s\) \['russian'\]"):
+        read_translations(path)
+
+
+def test_packaged_translations_are_clean_and_apart_from_the_russian_evaluation_set() -> None:
+    from picsearch.models.multilingual import read_translations
+
+    translations = read_translations()
+    evaluation = pd.read_csv(Path(__file__).parent / "data" / "ru_queries.tsv", sep="\t", dtype=str)
+    assert len(translations) == 385 and translations["query_id"].is_unique
+    assert not set(translations["query_id"]) & set(evaluation["query_id"])
+    assert translations["russian"].str.contains("[а-яё]", regex=True).all()
+    assert not translations["english"].map(is_blocked).any() and not translations["russian"].map(is_blocked).any()
+
+
+@pytest.mark.data
+def test_packaged_translations_are_of_training_captions_never_test_queries(real_data: Path) -> None:
+    from picsearch.data import load_dataset
+    from picsearch.models.multilingual import read_translations, training_captions
+
+    dataset = load_dataset(real_data)
+    translations = read_translations()
+    captions = dict(zip(dataset.train["query_id"], dataset.train["query_text"]))
+    assert all(captions.get(q) == english for q, english in zip(translations["query_id"], translations["english"]))
+    assert not set(translations["english"]) & set(dataset.test_queries["query_text"])
+    assert len(training_captions(dataset).texts) == len(training_captions(dataset, translations=None).texts) + 385

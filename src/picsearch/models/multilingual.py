@@ -1,10 +1,15 @@
 """Queries in any language: a multilingual encoder mapped into the English text space the models use.
 
 A multilingual encoder (``e5-small``) puts a sentence and its translation close together, so a linear map
-from its space into the English encoder's space (MPNet), learned on English training captions alone, carries
-a Russian query to where its English original would be; the joint space, scorer and index stay as they are,
-and English queries keep the English encoder. :class:`TextMap` is the ridge map (alpha chosen by grouped CV
-on the captions, folds by image), :class:`MappedTextEncoder` the text encoder search uses.
+from its space into the English encoder's space (MPNet), learned on the training captions, carries a Russian
+query to where its English original would be; the joint space, scorer and index stay as they are, and English
+queries keep the English encoder. :class:`TextMap` is the ridge map (alpha chosen by grouped CV on the pairs,
+folds by image), :class:`MappedTextEncoder` the text encoder search uses.
+
+The map learns from two kinds of pairs, both aimed at a training caption's English vector: the caption itself,
+and its Russian translation from :data:`TRANSLATIONS`. The translations teach the map what the English captions
+alone cannot: where the multilingual encoder puts Russian, which is not quite where it puts English. Captions
+the child policy blocks are never learnt from (the law keeps data about children out of training).
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from __future__ import annotations
 import os
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
 from picsearch.data.tables import Dataset, caption_image
 from picsearch.encoders import TextEncoder, get_text_encoder
@@ -23,8 +30,13 @@ from picsearch.models.export import Exported
 from picsearch.models.linear import fit_ridge
 from picsearch.models.vectors import l2_normalize
 from picsearch.models.splits import grouped_folds
+from picsearch.policy import is_blocked
 
 ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+TRANSLATIONS = Path(__file__).with_name("translations_ru.tsv")
+"""Russian translations, by hand, of 385 training captions (``query_id``, ``english``, ``russian``; UTF-8,
+tab-separated): every training caption that the child policy does not block and that is not in the Russian
+evaluation set ``tests/data/ru_queries.tsv`` (provenance in ``tests/data/README.md``)."""
 
 
 def needs_map(text: str) -> bool:
@@ -87,20 +99,42 @@ def map_cosines(
 
 @dataclass(frozen=True)
 class MapTexts:
-    """The English texts a map is learned on: query ids, texts, and the image each was written for (CV groups)."""
+    """The pairs a map is learned on: each source text, the training caption whose English vector is its target
+    (query id), and the image that caption was written for (CV groups)."""
 
     query_ids: list[str]
     texts: list[str]
     groups: list[str]
 
 
-def training_captions(dataset: Dataset, images: set[str] | None = None) -> MapTexts:
-    """Every distinct training caption (never a test query), optionally only those written for ``images``."""
+def read_translations(path: Path = TRANSLATIONS) -> pd.DataFrame:
+    """``query_id, english, russian`` rows of a translations file."""
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    missing = {"query_id", "english", "russian"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+    return frame
+
+
+def training_captions(
+    dataset: Dataset, images: set[str] | None = None, translations: Path | None = TRANSLATIONS
+) -> MapTexts:
+    """Every distinct training caption the child policy does not block (never a test query), then each
+    translation in ``translations`` (None: none) of one of them, matched by query id and English text, so a
+    different data set never takes a stranger's translation; optionally only those written for ``images``."""
     captions = dataset.train.drop_duplicates("query_id")
-    authors = captions["query_id"].map(caption_image)
+    captions = captions[~captions["query_text"].map(is_blocked).astype(bool)]  # bool even when empty
+    pairs = captions[["query_id", "query_text"]]
+    if translations is not None:
+        translated = read_translations(translations).merge(
+            captions, left_on=["query_id", "english"], right_on=["query_id", "query_text"]
+        )
+        translated = translated[~translated["russian"].map(is_blocked).astype(bool)]
+        pairs = pd.concat([pairs, translated[["query_id", "russian"]].rename(columns={"russian": "query_text"})])
+    authors = pairs["query_id"].map(caption_image)
     if images is not None:
-        captions, authors = captions[authors.isin(images)], authors[authors.isin(images)]
-    return MapTexts(captions["query_id"].tolist(), captions["query_text"].tolist(), authors.tolist())
+        pairs, authors = pairs[authors.isin(images)], authors[authors.isin(images)]
+    return MapTexts(pairs["query_id"].tolist(), pairs["query_text"].tolist(), authors.tolist())
 
 
 def fit_text_map(
@@ -121,14 +155,17 @@ def fit_text_map(
 def train_text_map(
     dataset: Dataset, feats: DatasetFeatures, encoder_name: str, cache_dir: str | os.PathLike
 ) -> tuple[TextMap, dict[str, Any]]:
-    """The map from ``encoder_name`` into the space of ``feats``' text vectors, on every training caption
-    (embedded through the cache); alpha by grouped CV, folds by the image a caption was written for."""
+    """The map from ``encoder_name`` into the space of ``feats``' text vectors, on the pairs of
+    :func:`training_captions` (embedded through the cache); alpha by grouped CV, folds by the image a caption was
+    written for, so a caption and its translation are always held out together."""
     encoder = get_text_encoder(encoder_name)
     captions = training_captions(dataset)
     source = embed_texts(captions.texts, encoder, cache_dir, progress=False)
-    return fit_text_map(
+    text_map, metrics = fit_text_map(
         source, feats.texts(captions.query_ids), captions.groups, encoder_name, encoder.id, feats.text_encoder_id
     )
+    translated = len(captions.texts) - len(set(captions.query_ids))  # a translation repeats its caption's id
+    return text_map, {**metrics, "translations": translated}
 
 
 class MappedTextEncoder:

@@ -7,7 +7,11 @@ import numpy as np
 
 from PIL import Image
 
-from picsearch.bench.child_levers import Signals, ViewVectors, crop_max, lever_cv, table, zoom_views
+from dataclasses import replace
+
+from picsearch.bench.child_levers import (
+    Signals, ViewVectors, age_probability, crop_max, lever_cv, table, zoom_views,
+)
 from picsearch.models.layout import ImageLayout
 
 DIM = 8
@@ -37,6 +41,30 @@ def test_every_lever_keeps_recall_and_the_table_pairs_them_with_base() -> None:
     assert base < 0.9  # the signal is learnable: not everything is hidden
     assert np.mean([run["auc"] for run in results["tile_max"]]) > 0.75  # the child tile alone carries it
     assert table(results, [0]).row_count == len(results)
+
+
+def with_ages(signals: Signals, seed: int = 0) -> Signals:
+    """Two photos in three have a face; a child photo's youngest face is about 8, a harmless one's about 30."""
+    rng = np.random.default_rng(seed)
+    ages = np.where(signals.labels, rng.uniform(3, 14, len(signals.labels)), rng.uniform(18, 60, len(signals.labels)))
+    return replace(signals, ages=np.where(np.arange(len(ages)) % 3 == 0, np.nan, ages))
+
+
+def test_age_probability_is_nan_without_a_face_and_high_for_young_faces() -> None:
+    signals = with_ages(synthetic_signals())
+    photos = np.arange(len(signals.labels))
+    test, train = photos[1::2], photos[::2]
+    probability = age_probability(signals, train, test)
+    faced = ~np.isnan(signals.ages[test])
+    assert np.isnan(probability[~faced]).all() and not np.isnan(probability[faced]).any()
+    child = signals.labels[test]
+    assert probability[faced & child].min() > probability[faced & ~child].max()
+
+
+def test_the_age_lever_is_measured_beside_base_and_in_the_stack() -> None:
+    results = lever_cv(with_ages(synthetic_signals()), LAYOUT, seeds=[0], stack=True)
+    assert {"mean(base,age)", "stack(logreg)"} <= set(results)
+    assert np.mean([run["auc"] for run in results["mean(base,age)"]]) > np.mean([run["auc"] for run in results["base"]])
 
 
 def test_crop_max_is_the_best_crop_of_each_photo_and_nan_without_one() -> None:

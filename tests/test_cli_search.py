@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -55,3 +56,22 @@ def test_query_file_that_is_not_utf8_is_named_with_its_line(stub: StubSearcher, 
     assert result.exit_code == 2
     assert f"{queries}: line 2: not UTF-8 text" in " ".join(result.output.split())
     assert "Traceback" not in result.output and stub.calls == []
+
+
+def test_the_demo_trains_one_thread_a_fit_and_one_fit_a_cpu(tmp_path, monkeypatch):
+    from picsearch import runtime
+    from picsearch.models import train
+    from picsearch.reports import demo
+
+    seen = {}
+
+    def run_demo(*args, **kwargs):
+        with train._fit_pool(None) as pool:  # the pool `train_models` fits on, as TrainConfig() leaves it
+            seen.update(threads=runtime.compute_threads(), workers=pool._max_workers)
+        return SimpleNamespace(results=[], html=tmp_path / "index.html", grid=tmp_path / "grid.png")
+
+    monkeypatch.setattr(runtime, "_threads", None)
+    monkeypatch.setattr(demo, "run_demo", run_demo)
+    result = CliRunner().invoke(app, ["demo", "--data", str(tmp_path), "--artifacts", str(tmp_path / "art")])
+    assert result.exit_code == 0, result.output
+    assert seen == {"threads": 1, "workers": runtime.available_cpus()}

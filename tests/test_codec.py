@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from picsearch.index.codec import QuantizedRows, RowCodec, Segment, segments_of
+from picsearch.index.codec import QuantizedRows, RowCodec, Segment, codec_of, segments_of, storage_codec
 
 SEGMENTS = (Segment(0, 6), Segment(6, 10, sqrt=True))
 CODEC = RowCodec(SEGMENTS)
@@ -125,3 +125,17 @@ def test_4_bit_codes_pack_two_a_byte_and_round_trip_within_half_a_step(tmp_path,
 def test_only_8_or_4_bit_codes():
     with pytest.raises(ValueError, match="codes of 3 bits"):
         RowCodec(SEGMENTS, bits=3)
+
+
+def test_storage_codec_keeps_the_codec_of_reused_rows_or_refits_over_its_segments():
+    rows = _rows()
+    kept = RowCodec.fit(rows, SEGMENTS, bits=4)
+    assert storage_codec(rows, None, kept) is None  # stored as floats
+    assert storage_codec(rows, 4, kept, (Segment(0, 10),)) is kept  # reused rows keep their codes
+    refit = storage_codec(rows, 8, kept)
+    assert (refit.bits, refit.segments) == (8, SEGMENTS)  # new bits over the kept codec's segments
+    np.testing.assert_array_equal(refit.columns, RowCodec.fit(rows, SEGMENTS).columns)
+    assert storage_codec(rows, 8, kept, (Segment(0, 10),)).segments == SEGMENTS  # the stored layout wins
+    assert storage_codec(rows, 8, None, SEGMENTS).segments == SEGMENTS
+    assert storage_codec(rows, 8).segments == (Segment(0, 10),)
+    assert codec_of(QuantizedRows.encode(rows, kept)) is kept and codec_of(rows) is None

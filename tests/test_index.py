@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from PIL import Image, ImageDraw
 from picsearch.index import GalleryIndex, IndexFormatError, build_index, image_id, read_manifest
 from picsearch.data.images import read_image
 from picsearch.encoders import get_image_encoder
-from picsearch.index.codec import QuantizedRows, RowCodec, segments_of
+from picsearch.index.codec import QuantizedRows, RowCodec, Segment, segments_of
 from picsearch.index.gallery import FORMAT
 from picsearch.models import RelevanceBundle
 from picsearch.search import Searcher
@@ -92,6 +93,36 @@ def test_incremental_update_embeds_only_what_changed(gallery, tmp_path, syntheti
     kept = image_id("img3.jpg")
     np.testing.assert_array_equal(after.joint[rows_after[kept]], before.joint[rows_before[kept]])
     assert len(list(out.glob("data-*"))) == 1  # the previous data folder was swapped out and removed
+
+
+def _codecs(out: Path) -> list[tuple[int, list[list[int]], np.ndarray, np.ndarray]]:
+    """Bits, segments, column weights and codes of the rerank rows and the joint vectors stored at ``out``."""
+    index = GalleryIndex.load(out, mmap=False)
+    return [(p.codec.bits, p.codec.to_json(), p.codec.columns, p.codes) for p in (index.rerank, index.joint)]
+
+
+@pytest.mark.parametrize("vectors", ["int4", "int8"])
+def test_an_update_and_a_plain_save_store_the_rows_they_keep_with_the_same_codecs(gallery, tmp_path, synthetic_bundle, vectors):
+    """`picsearch index` over unchanged photos (ingest) and a re-save of the loaded index (what a review does)
+    choose the codecs alike, also when the joint vectors change bits: kept, or refitted over the stored segments."""
+    built = tmp_path / "index"
+    build_index(gallery, synthetic_bundle, built, tmp_path / "cache", progress=False)
+    index = GalleryIndex.load(built, mmap=False)
+    index.vector_codec = RowCodec.fit(index.joint, (Segment(0, 7), Segment(7, index.joint.shape[1])), bits=4)
+    index.save(built)  # stored segments unlike the model's one block
+    shutil.copytree(built, tmp_path / "saved")
+    saved = GalleryIndex.load(tmp_path / "saved", mmap=False)
+    saved.vector_dtype = vectors
+    saved.save(tmp_path / "saved")
+    for path in gallery.rglob("*.jpg"):  # new times, same bytes: every row is reused
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    report = build_index(gallery, synthetic_bundle, built, tmp_path / "cache", vector_dtype=vectors, progress=False)
+    assert report.unchanged == 6 and not report.added + report.changed
+    for ingested, resaved in zip(_codecs(built), _codecs(tmp_path / "saved")):
+        assert ingested[:2] == resaved[:2]
+        for a, b in zip(ingested[2:], resaved[2:]):
+            np.testing.assert_array_equal(a, b)
+    assert _codecs(built)[1][:2] == ({"int4": 4, "int8": 8}[vectors], [[0, 7, 0], [7, 19, 0]])
 
 
 def test_load_errors_name_the_file(gallery, tmp_path, synthetic_bundle):

@@ -70,10 +70,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm.auto import tqdm
 
+from picsearch.bench.common import bench_dataset
 from picsearch.bench.faces import BlazeFace, FaceAges, FaceDetectorUnavailableError, face_crops
 from picsearch.bench.review_queue import restore_cost
-from picsearch.config import default_cache_dir, resolve_data_dir
-from picsearch.data import Dataset, load_dataset
+from picsearch.config import default_cache_dir
+from picsearch.data import Dataset
 from picsearch.data.images import read_image
 from picsearch.encoders import DEFAULT_IMAGE_ENCODER, get_image_encoder
 from picsearch.encoders.effnet import FusedEfficientNetEncoder
@@ -383,7 +384,7 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads)
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    dataset = load_dataset(resolve_data_dir(args.data))
+    dataset = bench_dataset(args.data)
     try:
         signals, layout = load_signals(dataset, args.cache, args.views_cache, args.faces, args.zoom, args.ages)
     except FaceDetectorUnavailableError as exc:

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from picsearch.config import resolve_data_dir
-from picsearch.data import load_dataset
+from picsearch.bench.common import bench_dataset
 from picsearch.data.files import list_images
 from picsearch.data.images import read_image
 from picsearch.encoders import ImageEncoder, get_image_encoder, get_text_encoder
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="compute threads (default: one per CPU)")
     args = parser.parse_args(argv)
 
-    dataset = load_dataset(resolve_data_dir(args.data))
+    dataset = bench_dataset(args.data)
     paths = list_images(dataset.train_images_dir)[: args.n]
     texts = list(dict.fromkeys(dataset.query_texts().values()))[: 4 * args.n]
     threads = set_threads(args.threads)

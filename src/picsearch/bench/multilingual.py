@@ -34,23 +34,20 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from picsearch.config import resolve_data_dir
-from picsearch.data import load_dataset
+from picsearch.bench.common import load_features, training_set
 from picsearch.encoders import DEFAULT_MULTILINGUAL_ENCODER, get_text_encoder
-from picsearch.features import DatasetFeatures, dataset_features, embed_texts
-from picsearch.models.classes import class_prompts
+from picsearch.features import DatasetFeatures, embed_texts
 from picsearch.metrics import summarize
 from picsearch.models.evaluate import cross_validate
-from picsearch.models.matching import ImageLayout, JointSpace
+from picsearch.models.matching import JointSpace
 from picsearch.models.multilingual import (
     TRANSLATIONS, MappedTextEncoder, TextMap, fit_text_map, read_translations, training_captions,
 )
 from picsearch.models.retrieval_cv import (
     RERANK_CANDIDATES, fold_galleries, matchers_of, retrieval_cv, retrieval_queries, retrieval_ranks,
 )
-from picsearch.models.selection import Encoders, candidate_models, joint_options, matcher_factories
+from picsearch.models.selection import candidate_models, joint_options, matcher_factories
 from picsearch.models.splits import grouped_folds, split_images
-from picsearch.models.trainset import build_training_set
 
 DEFAULT_QUERIES = Path(__file__).resolve().parents[3] / "tests" / "data" / "ru_queries.tsv"
 MAP_SOURCES = ("e5-small", "use-m3", DEFAULT_MULTILINGUAL_ENCODER)
@@ -77,10 +74,7 @@ def load_queries(path: Path) -> pd.DataFrame:
 
 def fit_design(name: str, dataset, feats: DatasetFeatures, text_encoder: str, cache: Path, say) -> Design:
     """Cross-validate the matching head on ``feats`` and run the English retrieval estimate."""
-    layout = ImageLayout.from_fields(feats.fields, feats.image_vectors.shape[1])
-    class_texts = embed_texts(class_prompts(layout.probs[1] - layout.probs[0]), get_text_encoder(text_encoder), cache)
-    encoders = Encoders("", feats.image_encoder_id, text_encoder, feats.text_encoder_id, layout, class_texts)
-    data = build_training_set(dataset, feats, layout, "expert")
+    encoders, data = training_set(dataset, feats, cache, "expert", text_encoder)
     folds = grouped_folds(data.evaluation["image"], 5, 0)
     say(f"{name}: cross-validating the matching head")
     cv = cross_validate(candidate_models(encoders)["matching_head"], data, dataset.expert, folds)
@@ -162,12 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=Path, default=DEFAULT_QUERIES)
     args = parser.parse_args(argv)
     console = Console()
-    dataset = load_dataset(resolve_data_dir(args.data))
     cache = Path(args.cache)
+    dataset, feats_mp = load_features(args.data, cache)
     queries = load_queries(args.queries)
     mpnet = get_text_encoder("mpnet")
     sources = {name: get_text_encoder(name) for name in MAP_SOURCES}
-    feats_mp = dataset_features(dataset, text_encoder_name="mpnet", cache_dir=cache)
     texts = list(dataset.query_texts().values())
     source_texts = texts + read_translations()["russian"].tolist()
     of = {

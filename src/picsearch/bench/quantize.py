@@ -21,8 +21,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from picsearch.config import resolve_data_dir
-from picsearch.data import load_dataset
+from picsearch.bench.common import bench_dataset
 from picsearch.encoders import get_text_encoder
 from picsearch.runtime import set_threads
 
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     set_threads(args.threads)
-    texts = caption_sample(load_dataset(resolve_data_dir(args.data)).train, args.texts)
+    texts = caption_sample(bench_dataset(args.data).train, args.texts)
     rows = bench_backends(args.encoder, args.backends, texts)
     if args.json:
         print(json.dumps(rows))

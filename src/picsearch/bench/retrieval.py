@@ -26,16 +26,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from picsearch.config import resolve_data_dir
-from picsearch.data import load_dataset
-from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, TextEncoder, get_text_encoder
-from picsearch.features import dataset_features
+from picsearch.bench.common import load_features, training_set
+from picsearch.encoders import TextEncoder, get_text_encoder
 from picsearch.models.evaluate import cross_validate
 from picsearch.models.retrieval_cv import retrieval_cv, retrieval_queries
 from picsearch.models.selection import TRAINING_DATA_OPTIONS, candidate_models, matcher_factories
 from picsearch.models.splits import grouped_folds
-from picsearch.models.train import encoders_of
-from picsearch.models.trainset import TrainingSet, build_training_set
+from picsearch.models.trainset import TrainingSet
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,11 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries-by", default=None, help="also rank with the queries encoded by this text encoder")
     args = parser.parse_args(argv)
     console = Console()
-    dataset, cache = load_dataset(resolve_data_dir(args.data)), Path(args.cache)
-    feats = dataset_features(dataset, DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, cache)
-    encoders = encoders_of(feats, DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, cache)
-    option = TRAINING_DATA_OPTIONS[args.option]
-    data = build_training_set(dataset, feats, encoders.layout, option.target, crowd_rows=option.crowd_rows)
+    cache = Path(args.cache)
+    dataset, feats = load_features(args.data, cache)
+    encoders, data = training_set(dataset, feats, cache, args.option)
     folds = grouped_folds(data.evaluation["image"], 5, 0)
     start = time.perf_counter()
     cv = cross_validate(candidate_models(encoders)[args.model], data, dataset.expert, folds)

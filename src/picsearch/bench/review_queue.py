@@ -23,7 +23,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from picsearch.config import resolve_data_dir
+from picsearch.bench.common import data_dir
 from picsearch.data import load_dataset
 from picsearch.index.desk import ReviewDesk, duplicate_groups, queue_order
 from picsearch.models.artifacts import METRICS
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="Embedding cache of the model's encoders.")
     parser.add_argument("--share", type=float, default=0.9, help="Share of the harmless flagged photos to restore.")
     args = parser.parse_args()
-    data = resolve_data_dir(args.data)
+    data = data_dir(args.data)
     console = Console()
     console.print(table("Training CV (out-of-fold flags)", training_cv(args.model, data, args.cache, args.share)))
     if args.index:

@@ -40,8 +40,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from picsearch.config import DEFAULT_ARTIFACTS, default_cache_dir, resolve_data_dir
-from picsearch.data import load_dataset
+from picsearch.bench.common import bench_dataset
+from picsearch.config import DEFAULT_ARTIFACTS, default_cache_dir
 from picsearch.encoders import TextEncoder, get_image_encoder, get_text_encoder
 from picsearch.features import embed_images
 from picsearch.models import RelevanceBundle
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     threads = set_threads(args.threads)
     console = Console(width=200, stderr=args.json)
-    dataset = load_dataset(resolve_data_dir(args.data))
+    dataset = bench_dataset(args.data)
     queries = dataset.test_queries["query_text"].tolist()
     queries = (queries * (args.queries // len(queries) + 1))[: args.queries]
     with tempfile.TemporaryDirectory(prefix="picsearch-bench-") as tmp:

@@ -26,16 +26,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from picsearch.config import resolve_data_dir
-from picsearch.data import load_dataset
-from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
-from picsearch.features import dataset_features
+from picsearch.bench.common import load_features, training_set
 from picsearch.models.evaluate import collect_cv, cross_validate, start_fits
 from picsearch.models.nn import SeededDropout
 from picsearch.models.selection import candidate_models
 from picsearch.models.splits import grouped_folds
-from picsearch.models.train import encoders_of
-from picsearch.models.trainset import build_training_set
 from picsearch.runtime import available_cpus, set_threads
 
 
@@ -60,10 +55,8 @@ def bench_dropout(width: int, rows: int = 256, p: float = 0.2, calls: int = 40) 
 
 def bench_cv(data_dir: str | None, cache: Path, model: str, workers: int) -> dict[str, float]:
     """Wall seconds of one candidate's grouped CV, sequential and on ``workers`` threads, plus agreement."""
-    dataset = load_dataset(resolve_data_dir(data_dir))
-    feats = dataset_features(dataset, DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, cache)
-    encoders = encoders_of(feats, DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, cache)
-    data = build_training_set(dataset, feats, encoders.layout)
+    dataset, feats = load_features(data_dir, cache)
+    encoders, data = training_set(dataset, feats, cache)
     folds = grouped_folds(data.evaluation["image"], 5, 0)
     factory = candidate_models(encoders)[model]
     start = time.perf_counter()

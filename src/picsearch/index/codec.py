@@ -133,6 +133,28 @@ class RowCodec:
         return [[s.start, s.stop, int(s.sqrt)] for s in self.segments]
 
 
+def storage_codec(
+    rows: Any, bits: int | None, kept: RowCodec | None = None, segments: tuple[Segment, ...] | None = None
+) -> RowCodec | None:
+    """The codec that stores ``rows`` as ``bits``-bit codes (None when ``bits`` is: stored as floats).
+
+    ``kept`` is the codec of the stored rows that ``rows`` reuse: kept while its bits match (re-encoding decoded
+    rows gives their codes back), else refitted on ``rows`` over its segments. Rows reusing nothing get one
+    fitted over ``segments`` (default: one segment).
+    """
+    if bits is None:
+        return None
+    if kept is not None and kept.bits == bits:
+        return kept
+    layout = kept.segments if kept is not None else segments or (Segment(0, rows.shape[1]),)
+    return RowCodec.fit(rows, layout, bits)
+
+
+def codec_of(rows: Any) -> RowCodec | None:
+    """The codec of :class:`QuantizedRows`, None for float rows."""
+    return rows.codec if isinstance(rows, QuantizedRows) else None
+
+
 class QuantizedRows:
     """An (n, d) float matrix kept as int8 or packed int4 codes, per-row scales and a :class:`RowCodec`.
 

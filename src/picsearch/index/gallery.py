@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from picsearch.data.files import CheckedFile, FileChecker, FileIdentity
-from picsearch.index.codec import QuantizedRows, RowCodec, Segment
+from picsearch.index.codec import QuantizedRows, RowCodec, codec_of, storage_codec
 from picsearch.index.stores import StoreSpec, VectorStore, open_store, retire, write_store
 from picsearch.models.artifacts import MANIFEST, RelevanceBundle
 from picsearch.storage import load_array, load_json, save_array, save_json
@@ -101,12 +101,13 @@ class GalleryIndex:
     raw_features: bool = False
     """``rerank`` holds raw image features (an index of format 1 or 2): scored by :meth:`RelevanceBundle.score`."""
     rerank_codec: RowCodec | None = None
-    """How ``save`` quantizes ``rerank`` (default: as it was loaded, else fitted on it, one segment)."""
+    """How ``save`` quantizes ``rerank`` (:func:`storage_codec`: this while it has :data:`RERANK_BITS`, else the
+    codec ``rerank`` was loaded with, else one fitted on it)."""
     vector_dtype: str = DEFAULT_VECTORS
     """How ``save`` stores the joint vectors: one of :data:`VECTOR_DTYPES`."""
     vector_codec: RowCodec | None = None
-    """How ``save`` quantizes int8 / int4 joint vectors (default: as loaded when the bits match, else fitted on
-    them, one segment)."""
+    """How ``save`` quantizes int8 / int4 joint vectors (:func:`storage_codec`: this while its bits match, else the
+    codec ``joint`` was loaded with, else one fitted on them)."""
     _checker: FileChecker | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -259,23 +260,13 @@ class GalleryIndex:
                 raise IndexFormatError(f"{where / name.split()[0]}: {size} rows for {n} ids; rebuild the index")
 
     def _rerank_codec(self) -> RowCodec:
-        """As given, else as loaded (reused rows keep their codes), else fitted on these rows."""
-        if self.rerank_codec is not None:
-            return self.rerank_codec
-        if isinstance(self.rerank, QuantizedRows):
-            return self.rerank.codec
-        return RowCodec.fit(self.rerank, (Segment(0, self.rerank.shape[1]),), RERANK_BITS)
+        """:func:`storage_codec` of the rerank rows, keeping the one given, else the one they were loaded with."""
+        return storage_codec(self.rerank, RERANK_BITS, self.rerank_codec or codec_of(self.rerank))
 
     def _vector_codec(self) -> RowCodec | None:
-        """The joint vectors' codec for :attr:`vector_dtype`: as given, else as loaded, else fitted (None: floats)."""
-        bits = CODE_BITS.get(self.vector_dtype)
-        if bits is None:
-            return None
-        if self.vector_codec is not None and self.vector_codec.bits == bits:
-            return self.vector_codec
-        if isinstance(self.joint, QuantizedRows) and self.joint.codec.bits == bits:
-            return self.joint.codec
-        return RowCodec.fit(self.joint, (Segment(0, self.joint.shape[1]),), bits)
+        """:func:`storage_codec` of the joint vectors as :attr:`vector_dtype`, keeping the one given, else the one
+        they were loaded with."""
+        return storage_codec(self.joint, CODE_BITS.get(self.vector_dtype), self.vector_codec or codec_of(self.joint))
 
 
 def _save_vectors(

@@ -46,7 +46,7 @@ from picsearch.index.gallery import (
     read_manifest,
     remove_leftovers,
 )
-from picsearch.index.codec import QuantizedRows, RowCodec, Segment, segments_of
+from picsearch.index.codec import Segment, codec_of, segments_of, storage_codec
 from picsearch.index.lock import index_lock
 from picsearch.index.review import Moderation, ReviewLog
 from picsearch.index.stores import StoreSpec
@@ -246,6 +246,13 @@ def _assemble(
     for i, (photo, row) in enumerate(zip([p for p, s in zip(kept, score) if s], old[score])):
         features[i] = fresh[photo.relative] if photo.relative in fresh else previous.rerank[int(row)]
     joint, rerank, child_prob = _score(features, score, old, previous, bundle)
+    reusing = previous is not None and not score.all()  # reused rows keep their codes
+    rerank_codec = storage_codec(
+        rerank, RERANK_BITS, codec_of(previous.rerank) if reusing else None, _rerank_segments(bundle, encoder)
+    )
+    vector_codec = storage_codec(
+        joint, CODE_BITS.get(vector_dtype), codec_of(previous.joint) if reusing else None, _joint_segments(bundle)
+    )
     return GalleryIndex(
         root=gallery.resolve(),
         ids=[image_id(photo.relative) for photo in kept],
@@ -256,9 +263,9 @@ def _assemble(
         child_prob=child_prob,
         child=child_prob >= bundle.child_threshold,
         joint=joint,
-        rerank_codec=_rerank_codec(rerank, previous, bundle, encoder, bool(score.all())),
+        rerank_codec=rerank_codec,
         vector_dtype=vector_dtype,
-        vector_codec=_vector_codec(joint, previous, bundle, vector_dtype, bool(score.all())),
+        vector_codec=vector_codec,
     )
 
 
@@ -280,32 +287,20 @@ def _score(
     return out[0], out[1], out[2]
 
 
-def _rerank_codec(
-    rerank: np.ndarray, previous: GalleryIndex | None, bundle: RelevanceBundle, encoder: ImageEncoder, fresh: bool
-) -> RowCodec:
-    """The previous index's codec while its rows are reused (they keep their codes), else one fitted on ``rerank``:
-    a scale per matcher's block of rerank vectors, or per field of raw features (probabilities as square roots)."""
-    if not fresh and isinstance(previous.rerank, QuantizedRows):
-        return previous.rerank.codec
+def _rerank_segments(bundle: RelevanceBundle, encoder: ImageEncoder) -> tuple[Segment, ...]:
+    """Where fresh rerank vectors get a scale of their own: per matcher's block of rerank vectors, or per field
+    of raw features (probabilities as square roots)."""
     layout = bundle.rerank_layout
     if layout is None:
-        return RowCodec.fit(rerank, segments_of(encoder.fields, encoder.dim), RERANK_BITS)
+        return segments_of(encoder.fields, encoder.dim)
     edges = np.cumsum([0, *layout.own.values()])
-    return RowCodec.fit(rerank, tuple(Segment(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])), RERANK_BITS)
+    return tuple(Segment(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]))
 
 
-def _vector_codec(
-    joint: np.ndarray, previous: GalleryIndex | None, bundle: RelevanceBundle, dtype: str, fresh: bool
-) -> RowCodec | None:
-    """The joint vectors' codec of ``dtype`` (None: stored as floats): the previous index's while its rows are
-    reused, else one fitted on ``joint`` with a scale per matcher's block and column weights (CV, int4 codes:
-    joint R@5 -0.0017 against float32, 0.0047 better than one scale a row; reranked R@5 +0.0014)."""
-    if dtype not in CODE_BITS:
-        return None
-    if not fresh and isinstance(previous.joint, QuantizedRows) and previous.joint.codec.bits == CODE_BITS[dtype]:
-        return previous.joint.codec
-    segments = tuple(Segment(start, stop) for start, stop, _ in bundle.joint.blocks.values())
-    return RowCodec.fit(joint, segments, CODE_BITS[dtype])
+def _joint_segments(bundle: RelevanceBundle) -> tuple[Segment, ...]:
+    """A scale per matcher's block of the joint space, with column weights (CV, int4 codes: joint R@5 -0.0017
+    against float32, 0.0047 better than one scale a row; reranked R@5 +0.0014)."""
+    return tuple(Segment(start, stop) for start, stop, _ in bundle.joint.blocks.values())
 
 
 def _visible(index: GalleryIndex, out: Path) -> np.ndarray:

@@ -19,8 +19,8 @@ report_app = typer.Typer(help="Write reports (Markdown + PNG plots).", no_args_i
 app.add_typer(report_app, name="report")
 
 # train's models are small: one compute thread each, and `train --workers` fits several at once (one per CPU),
-# which beats threads inside one fit. serve sets its own (`serve --threads`).
-ONE_THREAD = {"train"}
+# which beats threads inside one fit; so does the demo, which trains. serve sets its own (`serve --threads`).
+ONE_THREAD = {"train", "demo"}
 OWN_THREADS = {"serve"}
 
 
@@ -29,7 +29,7 @@ def compute_threads(
     ctx: typer.Context,
     threads: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Compute threads (torch, BLAS, ONNX Runtime); default one per CPU, 1 for train."),
+        typer.Option(min=1, help="Compute threads (torch, BLAS, ONNX Runtime); default one per CPU, 1 for train and demo."),
     ] = None,
 ) -> None:
     """Set the compute threads once, here, before any command runs a model."""

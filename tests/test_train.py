@@ -10,7 +10,7 @@ from picsearch.interfaces.cli import app
 from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.models import RelevanceBundle
 from picsearch.models.layout import ImageLayout
-from picsearch.models.selection import TRAINING_DATA_OPTIONS, Encoders, choose_joint, joint_options
+from picsearch.models.selection import TRAINING_DATA_OPTIONS, Encoders, choose_joint, joint_options, lowest_rmse
 
 
 def test_shared_space_only_for_the_two_towers_of_one_clip() -> None:
@@ -26,6 +26,15 @@ def test_joint_options_cover_singles_all_and_leave_one_out() -> None:
     assert options["a"] == {"a": 1.0} and options["all"] == {"a": 1.0, "b": 1.0, "c": 1.0}
     assert options["all-b"] == {"a": 1.0, "c": 1.0}
     assert "all-a" not in joint_options(["a", "b"])
+
+
+def test_lowest_rmse_takes_the_first_listed_within_one_standard_error() -> None:
+    summaries = {"simple": {"rmse": 0.1790, "rmse_std": 0.008}, "rich": {"rmse": 0.1781, "rmse_std": 0.008},
+                 "far": {"rmse": 0.2100, "rmse_std": 0.001}}
+    assert lowest_rmse(summaries, folds=5) == "simple"  # 0.0009 worse, inside 0.008 / sqrt(5)
+    assert lowest_rmse(summaries, folds=500) == "rich"  # with so many folds the gap is real
+    assert lowest_rmse({"far": summaries["far"], **summaries}, folds=5) == "simple"  # first listed *within* reach
+    assert lowest_rmse({"only": summaries["far"]}, folds=5) == "only"
 
 
 def test_choose_joint_takes_the_smallest_space_within_one_standard_error() -> None:

@@ -63,7 +63,8 @@ def card_markdown(card: dict[str, Any]) -> str:
     metrics = card["metrics"]
     lines = [
         "# picsearch relevance model card", "",
-        f"Selected: **{card['selected']}** (lowest {metrics['training_data']['folds']}-fold grouped CV RMSE); "
+        f"Selected: **{card['selected']}** (the first listed within one standard error of the lowest "
+        f"{metrics['training_data']['folds']}-fold grouped CV RMSE); "
         f"joint space: {card['joint_weights']}.", "",
         f"Image encoder `{card['encoders']['image']['id']}`, text encoder `{card['encoders']['text']['id']}`.", "",
         markdown_table(MODEL_COLUMNS, model_table(metrics, " **(selected)**")), "",

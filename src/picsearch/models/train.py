@@ -47,7 +47,7 @@ class TrainConfig:
     seed: int = 0
     data_options: tuple[str, ...] = tuple(TRAINING_DATA_OPTIONS)
     """Names in :data:`TRAINING_DATA_OPTIONS`: the candidates are compared on the first, the selected model is
-    cross-validated on every one, and refitted on the one with the lowest CV RMSE."""
+    cross-validated on every one, and refitted on the one :func:`lowest_rmse` picks."""
     models: tuple[str, ...] | None = None
     """Restrict the comparison to these candidate names (default: all)."""
     multilingual: str | None = DEFAULT_MULTILINGUAL_ENCODER
@@ -84,8 +84,8 @@ def train_models(
     config: TrainConfig = TrainConfig(),
     show_progress: bool = True,
 ) -> TrainResult:
-    """Compare all candidates by grouped CV, pick the lowest CV RMSE, choose its training data the same way,
-    refit on everything, add the child detector."""
+    """Compare all candidates by grouped CV, pick by CV RMSE (:func:`lowest_rmse`), choose its training data the
+    same way, refit on everything, add the child detector."""
 
     def training_set(option: TrainingData) -> TrainingSet:
         return build_training_set(dataset, feats, encoders.layout, option.target, crowd_rows=option.crowd_rows)
@@ -117,7 +117,7 @@ def train_models(
             cv[name] = collect_cv(fold_fits, data, dataset.expert, folds, on_fold=lambda n=name: step(n))
             held = collect_cv(holdout_fit, data, dataset.expert, [holdout], on_fold=lambda n=name: step(n))
             metrics["models"][name] = {**cv[name].summary(), "rmse_holdout": held.folds[0]["rmse"]}
-        selected = lowest_rmse(metrics["models"])
+        selected = lowest_rmse(metrics["models"], config.folds)
         metrics["selected"] = selected
         options = {config.data_options[0]: (data, cv[selected])}
         variants = {name: training_set(TRAINING_DATA_OPTIONS[name]) for name in config.data_options[1:]}
@@ -129,7 +129,7 @@ def train_models(
                 variant_fits[name], variant, dataset.expert, folds, on_fold=lambda n=name: step(f"data {n}")
             )
         metrics["training_data_options"] = {name: result.summary() for name, (_, result) in options.items()}
-        data_name = lowest_rmse(metrics["training_data_options"])
+        data_name = lowest_rmse(metrics["training_data_options"], config.folds)
         data, selected_cv = options[data_name]
         scorer_fit = pool.submit(candidates[selected]().fit, data)
         queries = retrieval_queries(dataset, data)

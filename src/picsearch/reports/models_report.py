@@ -154,10 +154,10 @@ def write_models_report(artifacts: Path, dataset: Dataset, out: Path) -> Path:
         f"keeps, {data['positives']} positive pairs "
         "for the matching models. A constant predictor scores RMSE 0.269.", "",
         comparison_table(metrics), "",
-        f"Selected: **{metrics['selected']}** (lowest CV RMSE).", "",
+        f"Selected: **{metrics['selected']}** (the first listed within one standard error of the lowest CV RMSE).", "",
         "## Training data", "",
         f"The models above are compared on the first option below; {metrics['selected']} is cross-validated on "
-        "each (same folds) and refitted on the one with the lowest CV RMSE: "
+        "each (same folds) and refitted on the first within one standard error of the lowest CV RMSE: "
         f"**{data['option']}** (target `{data['target']}`, crowd rows weight {data['crowd_rows']}). "
         "`combined` blends the crowd's vote share into the expert target; `crowd_rows` adds the crowd pairs the "
         "experts did not rate, target `true_frac`.", "",

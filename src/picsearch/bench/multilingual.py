@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from picsearch.bench.common import load_features, training_set
+from picsearch.data.tables import caption_image
 from picsearch.encoders import DEFAULT_MULTILINGUAL_ENCODER, get_text_encoder
 from picsearch.features import DatasetFeatures, embed_texts
 from picsearch.metrics import summarize
@@ -68,8 +69,8 @@ class Design:
 
 def load_queries(path: Path) -> pd.DataFrame:
     """``query_id, english, russian`` plus ``image`` (the image the caption was written for)."""
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    return frame.assign(image=frame["query_id"].str.split("#").str[0])
+    frame = read_translations(path)
+    return frame.assign(image=frame["query_id"].map(caption_image))
 
 
 def fit_design(name: str, dataset, feats: DatasetFeatures, text_encoder: str, cache: Path, say) -> Design:

@@ -31,6 +31,7 @@ from picsearch.models.linear import fit_ridge
 from picsearch.models.vectors import l2_normalize
 from picsearch.models.splits import grouped_folds
 from picsearch.policy import is_blocked
+from picsearch.policy.filter import blocked_queries
 
 ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 TRANSLATIONS = Path(__file__).with_name("translations_ru.tsv")
@@ -123,13 +124,13 @@ def training_captions(
     translation in ``translations`` (None: none) of one of them, matched by query id and English text, so a
     different data set never takes a stranger's translation; optionally only those written for ``images``."""
     captions = dataset.train.drop_duplicates("query_id")
-    captions = captions[~captions["query_text"].map(is_blocked).astype(bool)]  # bool even when empty
+    captions = captions[~captions["query_id"].isin(blocked_queries(dataset))]
     pairs = captions[["query_id", "query_text"]]
     if translations is not None:
         translated = read_translations(translations).merge(
             captions, left_on=["query_id", "english"], right_on=["query_id", "query_text"]
         )
-        translated = translated[~translated["russian"].map(is_blocked).astype(bool)]
+        translated = translated[~translated["russian"].map(is_blocked).astype(bool)]  # bool even when empty
         pairs = pd.concat([pairs, translated[["query_id", "russian"]].rename(columns={"russian": "query_text"})])
     authors = pairs["query_id"].map(caption_image)
     if images is not None:

@@ -102,15 +102,16 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path: Path) -> None:
 
 
 def test_chunks_reach_the_disk_while_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A kill (no chance to clean up) loses at most the batches since the last flush."""
+    """A kill (no chance to clean up) loses at most the batches since the last flush and those in flight: while
+    batch i runs on the one model worker, batch i - 1 may still be on its way to the disk."""
     monkeypatch.setattr("picsearch.features.embed.FLUSH_SECONDS", 0.0)  # flush after every batch
     cache = tmp_path / "cache"
     encoder = CountingImageEncoder()
     on_disk = []
     encode_arrays = encoder.encode_arrays
     encoder.encode_arrays = lambda batch: on_disk.append(len(_chunk_files(cache, ".json"))) or encode_arrays(batch)
-    embed_images(_write_images(tmp_path / "img", 6), encoder, cache, batch_size=2, progress=False)
-    assert on_disk == [0, 1, 2]
+    embed_images(_write_images(tmp_path / "img", 10), encoder, cache, batch_size=2, progress=False, forward_workers=1)
+    assert len(on_disk) == 5 and all(count >= i - 1 for i, count in enumerate(on_disk)), on_disk
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete_npy", "bad_manifest"])
@@ -251,3 +252,49 @@ def test_embed_command_fills_the_cache_once_and_names_skipped_files(
 
     unknown = CliRunner().invoke(app, [*args[:5], "--image-encoder", "nope"])
     assert unknown.exit_code != 0 and "nope" in unknown.output
+
+
+class HandOverEncoder(CountingImageEncoder):
+    """Its first batch waits until a later one has finished: batches run at once and finish out of order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.later_done, self.calls, self.lock = threading.Event(), 0, threading.Lock()
+
+    def encode_arrays(self, batch: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.calls += 1
+            first = self.calls == 1
+        if first:
+            assert self.later_done.wait(5), "the second batch never ran beside the first"
+        vectors = super().encode_arrays(batch)
+        if not first:
+            self.later_done.set()
+        return vectors
+
+
+def test_batches_run_at_once_and_each_file_keeps_its_own_vector(tmp_path: Path) -> None:
+    paths = _write_images(tmp_path / "img", 9)
+    encoder = HandOverEncoder()
+    out = embed_images(paths, encoder, tmp_path / "cache", batch_size=2, progress=False, forward_workers=3)
+    assert out.paths == paths and out.computed == 9
+    np.testing.assert_array_equal(out.vectors, CountingImageEncoder().encode([Image.open(p).convert("RGB") for p in paths]))
+
+
+def test_text_chunks_run_at_once_and_each_text_keeps_its_own_vector(tmp_path: Path) -> None:
+    import threading
+
+    started, both = [], threading.Barrier(2, timeout=5)
+
+    class Meeting(CountingTextEncoder):
+        def encode(self, texts):
+            started.append(texts[0])
+            both.wait()  # breaks (and fails the run) unless two chunks are encoded at once
+            return super().encode(texts)
+
+    texts = [f"text {'x ' * i}" for i in range(7)]
+    vectors = embed_texts(texts, Meeting(), tmp_path / "cache", progress=False, forward_workers=2)
+    np.testing.assert_array_equal(vectors, CountingTextEncoder().encode(texts))
+    assert len(started) == 2

@@ -60,13 +60,12 @@ def test_query_file_that_is_not_utf8_is_named_with_its_line(stub: StubSearcher, 
 
 def test_the_demo_trains_one_thread_a_fit_and_one_fit_a_cpu(tmp_path, monkeypatch):
     from picsearch import runtime
-    from picsearch.models import train
     from picsearch.reports import demo
 
     seen = {}
 
     def run_demo(*args, **kwargs):
-        with train._fit_pool(None) as pool:  # the pool `train_models` fits on, as TrainConfig() leaves it
+        with runtime.worker_pool() as pool:  # the pool `train_models` fits on, as TrainConfig() leaves it
             seen.update(threads=runtime.compute_threads(), workers=pool._max_workers)
         return SimpleNamespace(results=[], html=tmp_path / "index.html", grid=tmp_path / "grid.png")
 
@@ -75,3 +74,14 @@ def test_the_demo_trains_one_thread_a_fit_and_one_fit_a_cpu(tmp_path, monkeypatc
     result = CliRunner().invoke(app, ["demo", "--data", str(tmp_path), "--artifacts", str(tmp_path / "art")])
     assert result.exit_code == 0, result.output
     assert seen == {"threads": 1, "workers": runtime.available_cpus()}
+
+
+@pytest.mark.parametrize("command, threads", [("train", 1), ("demo", 1), ("embed", 1), ("index", 1), ("search", None)])
+def test_commands_that_run_models_on_workers_give_each_one_thread(command, threads, monkeypatch):
+    from picsearch import runtime
+
+    asked = []
+    monkeypatch.setattr(runtime, "set_threads", asked.append)
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert asked == [threads]

@@ -204,3 +204,31 @@ def test_fused_encoder_vectors_are_the_mean_of_its_view_vectors() -> None:
     np.testing.assert_allclose(fused.encode_arrays(tiles)[0], views.mean(axis=0), rtol=1e-6)
     crop = fused.preprocess_view(Image.new("RGB", (260, 260), "white"))
     assert crop.shape == (3, 260, 260) and fused.encode_views(crop[None]).shape == (1, fused.dim)
+
+
+def test_serial_tokenizer_lets_one_thread_in_at_a_time() -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from picsearch.encoders.base import SerialTokenizer
+
+    class Borrowing:
+        """Fails like a fast tokenizer whose state two threads set at once."""
+
+        busy = False
+
+        def __call__(self, texts, **kwargs):
+            if self.busy:
+                raise RuntimeError("Already borrowed")
+            self.busy = True
+            time.sleep(0.005)
+            self.busy = False
+            return {"input_ids": [len(text) for text in texts], **kwargs}
+
+    bare, tokenizer = Borrowing(), SerialTokenizer(Borrowing())
+    with ThreadPoolExecutor(8) as pool:
+        with pytest.raises(RuntimeError, match="Already borrowed"):  # the hazard is real without the lock
+            list(pool.map(lambda i: bare([str(i)]), range(32)))
+        out = list(pool.map(lambda i: tokenizer(["x" * i], padding=True), range(32)))
+    assert [row["input_ids"] for row in out] == [[i] for i in range(32)] and out[0]["padding"] is True

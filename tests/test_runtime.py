@@ -27,3 +27,26 @@ def test_a_library_imported_after_the_entry_point_reads_the_setting() -> None:
     code = "from picsearch import runtime; runtime.set_threads(1); import torch; print(torch.get_num_threads())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"
+
+
+def test_model_workers_share_the_cpus_out_at_the_threads_each(monkeypatch) -> None:
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 4)
+    for threads, workers in [(1, 4), (2, 2), (3, 1), (8, 1)]:
+        monkeypatch.setattr(runtime, "_threads", threads)
+        assert runtime.model_workers() == workers
+
+
+def test_worker_pool_drops_the_calls_not_started_on_an_error() -> None:
+    import threading
+
+    release, ran = threading.Event(), []
+    try:
+        with runtime.worker_pool(1) as pool:
+            pool.submit(release.wait, 5)
+            for i in range(5):
+                pool.submit(ran.append, i)
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    release.set()
+    assert ran == []

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator
 
 _threads: int | None = None
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -40,3 +43,22 @@ def set_threads(threads: int | None = None) -> int:
 def compute_threads() -> int:
     """The intra-op threads a model session should use: what the entry point set, else one per available CPU."""
     return _threads or available_cpus()
+
+
+def model_workers() -> int:
+    """How many model calls (fits, forward passes) to run at once: the available CPUs shared out at
+    :func:`compute_threads` threads each, so one thread per call gives one call per CPU."""
+    return max(1, available_cpus() // compute_threads())
+
+
+@contextmanager
+def worker_pool(workers: int | None = None, name: str = "worker") -> Iterator[ThreadPoolExecutor]:
+    """A thread pool of ``workers`` (default :func:`model_workers`) for model calls; on an error (or Ctrl-C) the
+    calls not started yet are dropped, not waited for."""
+    pool = ThreadPoolExecutor(workers or model_workers(), thread_name_prefix=name)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()

@@ -1,10 +1,14 @@
-"""Benchmark the offline encoders: ``python -m picsearch.bench.embed [--data DIR] [--n 128]``.
+"""Benchmark the offline encoders: ``python -m picsearch.bench.embed [--data DIR] [--n 128] [--workers]``.
 
 Prints one Markdown table: images/s end to end (hash, decode, preprocess, forward, cache write,
 through :func:`picsearch.features.embed_images` into an empty cache) and forward-only (best of 2), texts/s
 for the text encoders on PyTorch and on ONNX Runtime (the ratio between them), peak resident memory so far, floating-point operations per item (counted
 by ``torch.utils.flop_counter``) and the share of this CPU's peak, estimated in the same run
 from a large float32 matmul (the baseline; a share of 1.0 means matmul speed).
+
+``--workers`` prints another table instead: the default encoders end to end into an empty cache (images, then
+the texts), with the CPUs used three ways: one model call at a time on every thread (the baseline), one call at a
+time on one thread, and one call per CPU at one thread each (what `embed`, `index`, `train` and `demo` do).
 """
 
 from __future__ import annotations
@@ -24,9 +28,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from picsearch.bench.common import bench_dataset
 from picsearch.data.files import list_images
 from picsearch.data.images import read_image
-from picsearch.encoders import ImageEncoder, get_image_encoder, get_text_encoder
-from picsearch.features.embed import DEFAULT_BATCH, embed_images
-from picsearch.runtime import set_threads
+from picsearch.encoders import (
+    DEFAULT_IMAGE_ENCODER,
+    DEFAULT_TEXT_ENCODER,
+    ImageEncoder,
+    TextEncoder,
+    get_image_encoder,
+    get_text_encoder,
+)
+from picsearch.features.embed import DEFAULT_BATCH, embed_images, embed_texts
+from picsearch.runtime import available_cpus, set_threads
 
 IMAGE_ENCODERS = ("effnet-lite0", "effnet-lite2", "effnet-lite0+lite2")
 TEXT_ENCODERS = ("minilm", "mpnet")
@@ -60,9 +71,14 @@ def _seconds(work: Callable[[], object], repeats: int = 1) -> float:
     return best
 
 
-def _embed_into_empty_cache(paths: list[Path], encoder: ImageEncoder, batch_size: int) -> None:
+def _embed_into_empty_cache(paths: list[Path], encoder: ImageEncoder, batch_size: int, workers: int | None = None) -> None:
     with tempfile.TemporaryDirectory() as cache:
-        embed_images(paths, encoder, cache, batch_size=batch_size, progress=False)
+        embed_images(paths, encoder, cache, batch_size=batch_size, progress=False, forward_workers=workers)
+
+
+def _texts_into_empty_cache(texts: list[str], encoder: TextEncoder, workers: int) -> None:
+    with tempfile.TemporaryDirectory() as cache:
+        embed_texts(texts, encoder, cache, progress=False, forward_workers=workers)
 
 
 def _peak_rss_mib() -> float:
@@ -112,6 +128,35 @@ def bench_text_encoder(name: str, texts: list[str]) -> list[Row]:
     return rows
 
 
+def worker_layouts() -> list[tuple[str, int, int]]:
+    """(label, compute threads, model calls at once): the baseline first."""
+    cpus = available_cpus()
+    return [
+        (f"1 call at a time, {cpus} threads (baseline)", cpus, 1),
+        ("1 call at a time, 1 thread", 1, 1),
+        (f"{cpus} calls at once, 1 thread each", 1, cpus),
+    ]
+
+
+def bench_workers(paths: list[Path], texts: list[str], batch_size: int) -> str:
+    """Markdown table: images/s and texts/s of the default encoders, end to end, in each of :func:`worker_layouts`
+    (fresh encoders per layout, so their sessions take its thread count; models loaded beforehand)."""
+    lines = ["| layout | images/s | vs baseline | texts/s | vs baseline |", "|---|---:|---:|---:|---:|"]
+    base: tuple[float, float] | None = None
+    for label, threads, workers in worker_layouts():
+        set_threads(threads)
+        images, text = get_image_encoder(DEFAULT_IMAGE_ENCODER), get_text_encoder(DEFAULT_TEXT_ENCODER)
+        images.encode_arrays(np.stack([images.preprocess(read_image(paths[0]))]))
+        text.encode(texts[:8])
+        rates = (
+            len(paths) / _seconds(lambda: _embed_into_empty_cache(paths, images, batch_size, workers), REPEATS),
+            len(texts) / _seconds(lambda: _texts_into_empty_cache(texts, text, workers), REPEATS),
+        )
+        base = base or rates
+        lines.append(f"| {label} | {rates[0]:.1f} | {rates[0] / base[0]:.2f}x | {rates[1]:.1f} | {rates[1] / base[1]:.2f}x |")
+    return "\n".join(lines)
+
+
 def table(rows: list[Row], peak_gflops: float) -> str:
     """Markdown table of the rows; share = achieved forward GFLOP/s over the matmul baseline."""
     lines = [
@@ -136,11 +181,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=128, help="images to embed per encoder (texts: 4x)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="images per forward pass")
     parser.add_argument("--threads", type=int, default=None, help="compute threads (default: one per CPU)")
+    parser.add_argument("--workers", action="store_true", help="only compare thread and worker layouts")
     args = parser.parse_args(argv)
 
     dataset = bench_dataset(args.data)
     paths = list_images(dataset.train_images_dir)[: args.n]
     texts = list(dict.fromkeys(dataset.query_texts().values()))[: 4 * args.n]
+    if args.workers:
+        print(f"{len(paths)} images, {len(texts)} texts, batch {args.batch_size}\n")
+        print(bench_workers(paths, texts, args.batch_size))
+        return
     threads = set_threads(args.threads)
     peak = matmul_gflops()
     rows = [row for name in IMAGE_ENCODERS for row in bench_image_encoder(name, paths, args.batch_size)]

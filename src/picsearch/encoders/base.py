@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+import threading
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -14,6 +15,21 @@ BACKENDS = ("onnx", "torch")
 
 class EncoderUnavailableError(RuntimeError):
     """An encoder's weights cannot be loaded here (e.g. a hub model offline with no local copy)."""
+
+
+class SerialTokenizer:
+    """A Hugging Face tokenizer that one thread calls at a time, so that a text encoder may be called from several.
+
+    A fast tokenizer's call sets its padding and truncation state; two threads meeting there fail with
+    "Already borrowed". Tokenizing is a small share of a forward pass, and the model runs outside the lock."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self.tokenizer(*args, **kwargs)
 
 
 @runtime_checkable

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from picsearch.encoders.base import EncoderUnavailableError, encode_images
+from picsearch.encoders.base import EncoderUnavailableError, SerialTokenizer, encode_images
 from picsearch.encoders.preprocess import resize_center_crop, to_chw
 
 DEFAULT_SOURCES = {
@@ -214,7 +214,7 @@ class _HubTextEncoder(_HubEncoder):
 
     @cached_property
     def tokenizer(self) -> Any:
-        return _tokenizer(self.kind, self.source)
+        return SerialTokenizer(_tokenizer(self.kind, self.source))
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from picsearch.config import models_dir
+from picsearch.encoders.base import SerialTokenizer
 from picsearch.runtime import compute_threads
 from picsearch.storage import file_sha256
 
@@ -286,7 +287,7 @@ class OnnxSentenceModel:
     def tokenizer(self):
         import transformers
 
-        return transformers.AutoTokenizer.from_pretrained(self.transformer_dir, local_files_only=True)
+        return SerialTokenizer(transformers.AutoTokenizer.from_pretrained(self.transformer_dir, local_files_only=True))
 
     @cached_property
     def session(self):

@@ -13,6 +13,7 @@ import importlib.metadata
 import os
 import shutil
 import tempfile
+import threading
 import zipfile
 from functools import cached_property
 from pathlib import Path
@@ -60,6 +61,7 @@ class SentenceEncoder:
             raise ValueError(f"unknown text encoder backend {backend!r}; known: {', '.join(self.backends)}")
         self.batch_size = batch_size
         self.backend = backend
+        self._lock = threading.Lock()  # sentence-transformers tokenizes inside encode: one call at a time
 
     def model_path(self) -> Path:
         """The local folder of the model; raises :class:`EncoderUnavailableError` when it cannot be had."""
@@ -88,9 +90,10 @@ class SentenceEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.backend.startswith("onnx"):
             return self.model.encode(texts)
-        vectors = self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
-        )
+        with self._lock:
+            vectors = self.model.encode(
+                list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
         return vectors.astype(np.float32)
 
 

@@ -1,4 +1,8 @@
-"""Embed image files and texts through the cache: decode in a thread pool while the model runs.
+"""Embed image files and texts through the cache: decode in a thread pool while the model runs on its workers.
+
+The model runs :func:`~picsearch.runtime.model_workers` calls at once: one per CPU when the entry point gave each
+one compute thread, which is faster than one call on every thread (see ``python -m picsearch.bench.embed
+--workers``).
 
 Only what the cache lacks is computed; every finished batch is flushed as a chunk, so an
 interrupted run resumes where it stopped. Unreadable images are reported and skipped.
@@ -31,7 +35,7 @@ from picsearch.encoders import (
     get_text_encoder,
 )
 from picsearch.features.cache import EmbeddingStore, file_digest, text_digest
-from picsearch.runtime import available_cpus
+from picsearch.runtime import available_cpus, model_workers, worker_pool
 
 TEXT_BATCH = 256
 PREFETCH_BATCHES = 4
@@ -58,11 +62,13 @@ def embed_images(
     progress: bool = True,
     workers: int | None = None,
     identities: Sequence[FileIdentity] | None = None,
+    forward_workers: int | None = None,
 ) -> ImageEmbeddings:
     """Vectors of the image files ``paths`` by ``encoder``, computing only what ``cache_dir`` lacks.
 
     Files are keyed by content, so renamed copies reuse their vectors and an edited file is
-    re-embedded alone. ``workers`` threads hash, decode and preprocess ahead of the model.
+    re-embedded alone. ``workers`` threads hash, decode and preprocess ahead of the model, which runs
+    ``forward_workers`` batches at once (default :func:`~picsearch.runtime.model_workers`).
     ``identities`` (one per path) are hashes the caller already took: nothing is hashed again, and
     a file whose size or times changed since is skipped rather than embedded under the old hash.
     """
@@ -79,7 +85,7 @@ def embed_images(
         skipped = [(path, reason) for path, (_, reason) in zip(paths, digests) if reason]
         keyed = {key: path for path, (key, reason) in zip(paths, digests) if not reason}
         todo = [(key, keyed[key], expected.get(keyed[key])) for key in store.missing(keyed)]
-        computed = _compute(todo, encoder, store, batch_size, pool, skipped, progress)
+        computed = _compute(todo, encoder, store, batch_size, pool, skipped, progress, forward_workers)
     store.compact()
     reported = {path for path, _ in skipped}
     kept = [(path, key) for path, (key, _) in zip(paths, digests) if key and key in store]
@@ -105,20 +111,37 @@ def _compute(
     pool: ThreadPoolExecutor,
     skipped: list[tuple[Path, str]],
     progress: bool,
+    forward_workers: int | None,
 ) -> int:
-    """Embed the (key, path, identity) items into ``store``, appending unreadable files to ``skipped``; returns how many."""
+    """Embed the (key, path, identity) items into ``store``, appending unreadable files to ``skipped``; returns how many.
+
+    Batches go to the model in input order and are stored in that order, at most ``forward_workers`` in flight."""
     pending = _PendingChunk(store)
+    running: deque[tuple[list[str], Future[np.ndarray]]] = deque()
+    in_flight = forward_workers or model_workers()
     try:
-        with tqdm(total=len(todo), desc=f"images {encoder.id}", unit="img", disable=not progress) as bar:
+        with tqdm(total=len(todo), desc=f"images {encoder.id}", unit="img", disable=not progress) as bar, \
+                worker_pool(in_flight, "forward") as forwards:
             for keys, batch, failures in _batches(todo, encoder, batch_size, pool):
                 skipped.extend(failures)
+                bar.update(len(failures))
                 if keys:
-                    pending.append(keys, encoder.encode_arrays(batch))
-                bar.update(len(keys) + len(failures))
+                    running.append((keys, forwards.submit(encoder.encode_arrays, batch)))
+                while len(running) > in_flight or (running and running[0][1].done()):
+                    bar.update(_store_oldest(running, pending))
+            while running:
+                bar.update(_store_oldest(running, pending))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         pending.flush()  # keep what was computed, also when interrupted
     return pending.flushed
+
+
+def _store_oldest(running: deque[tuple[list[str], Future[np.ndarray]]], pending: _PendingChunk) -> int:
+    """Wait for the oldest batch in flight and queue its vectors for the store; returns its size."""
+    keys, forward = running.popleft()
+    pending.append(keys, forward.result())
+    return len(keys)
 
 
 class _PendingChunk:
@@ -195,21 +218,31 @@ def _batches(
 
 
 def embed_texts(
-    texts: Sequence[str], encoder: TextEncoder, cache_dir: str | os.PathLike, progress: bool = True
+    texts: Sequence[str],
+    encoder: TextEncoder,
+    cache_dir: str | os.PathLike,
+    progress: bool = True,
+    forward_workers: int | None = None,
 ) -> np.ndarray:
-    """Vectors (len(texts), dim) of ``texts`` by ``encoder``, computing only what ``cache_dir`` lacks.
+    """Vectors (len(texts), dim) of ``texts`` by ``encoder``, computing only what ``cache_dir`` lacks, in chunks of
+    at most :data:`TEXT_BATCH` that ``forward_workers`` threads encode at once (default
+    :func:`~picsearch.runtime.model_workers`); each chunk is stored as it is done.
 
     A :class:`ConcatTextEncoder` is cached part by part, so its parts share vectors with their own uses."""
     if isinstance(encoder, ConcatTextEncoder):
-        return np.hstack([embed_texts(texts, part, cache_dir, progress) for part in encoder.parts])
+        return np.hstack([embed_texts(texts, part, cache_dir, progress, forward_workers) for part in encoder.parts])
     store = EmbeddingStore(cache_dir, encoder.id, encoder.dim)
     keys = [text_digest(text) for text in texts]
     by_key = dict(zip(keys, texts))
     todo = store.missing(keys)
-    with tqdm(total=len(todo), desc=f"texts {encoder.id}", unit="text", disable=not progress) as bar:
-        for start in range(0, len(todo), TEXT_BATCH):
-            chunk = todo[start : start + TEXT_BATCH]
-            store.add(chunk, encoder.encode([by_key[key] for key in chunk]))
+    workers = forward_workers or model_workers()
+    size = max(1, min(TEXT_BATCH, -(-len(todo) // workers)))  # every worker gets a chunk, even of few texts
+    chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
+    with tqdm(total=len(todo), desc=f"texts {encoder.id}", unit="text", disable=not progress) as bar, \
+            worker_pool(workers, "forward") as forwards:
+        encoded = [forwards.submit(encoder.encode, [by_key[key] for key in chunk]) for chunk in chunks]
+        for chunk, vectors in zip(chunks, encoded):
+            store.add(chunk, vectors.result())
             bar.update(len(chunk))
     store.compact()
     return store.get(keys)

@@ -7,11 +7,9 @@ the model card in :mod:`~picsearch.models.card`.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import torch
@@ -36,7 +34,7 @@ from picsearch.models.selection import (
 from picsearch.models.multilingual import train_text_map
 from picsearch.models.splits import grouped_folds, grouped_holdout
 from picsearch.models.trainset import TrainingSet, build_training_set
-from picsearch.runtime import available_cpus, compute_threads
+from picsearch.runtime import worker_pool
 from picsearch.storage import save_json, write_bytes
 
 
@@ -55,18 +53,6 @@ class TrainConfig:
     workers: int | None = None
     """Models fitted at once, on threads; default: as many as the CPUs hold at the entry point's compute threads
     each (`picsearch train` gives each fit one thread, so one fit per CPU)."""
-
-
-@contextmanager
-def _fit_pool(workers: int | None) -> Iterator[ThreadPoolExecutor]:
-    """A pool for the fits; on an error (or Ctrl-C) the fits not started yet are dropped, not waited for."""
-    pool = ThreadPoolExecutor(workers or max(1, available_cpus() // compute_threads()), thread_name_prefix="fit")
-    try:
-        yield pool
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
 
 
 @dataclass
@@ -107,7 +93,7 @@ def train_models(
 
     metrics: dict[str, Any] = {"models": {}}
     cv: dict[str, CVResult] = {}
-    with _fit_pool(config.workers) as pool:
+    with worker_pool(config.workers, "fit") as pool:
         child_fit = pool.submit(fit_child_detector, dataset, feats, encoders.layout)
         started = {
             name: (start_fits(factory, data, folds, pool), start_fits(factory, data, [holdout], pool))

@@ -18,9 +18,10 @@ app = typer.Typer(
 report_app = typer.Typer(help="Write reports (Markdown + PNG plots).", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
-# train's models are small: one compute thread each, and `train --workers` fits several at once (one per CPU),
-# which beats threads inside one fit; so does the demo, which trains. serve sets its own (`serve --threads`).
-ONE_THREAD = {"train", "demo"}
+# These commands run many small model calls (fits, forward passes of batches): one compute thread each and one call
+# per CPU (`runtime.model_workers`) beats every thread inside one call (`bench.train_time`, `bench.embed --workers`).
+# serve sets its own (`serve --threads`).
+ONE_THREAD = {"train", "demo", "embed", "index"}
 OWN_THREADS = {"serve"}
 
 
@@ -29,7 +30,7 @@ def compute_threads(
     ctx: typer.Context,
     threads: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Compute threads (torch, BLAS, ONNX Runtime); default one per CPU, 1 for train and demo."),
+        typer.Option(min=1, help="Compute threads (torch, BLAS, ONNX Runtime); default one per CPU, 1 for train, demo, embed and index."),
     ] = None,
 ) -> None:
     """Set the compute threads once, here, before any command runs a model."""

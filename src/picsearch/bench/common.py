@@ -12,7 +12,7 @@ from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.features import DatasetFeatures, dataset_features
 from picsearch.models.selection import TRAINING_DATA_OPTIONS, Encoders
 from picsearch.models.train import encoders_of
-from picsearch.models.trainset import TrainingSet, build_training_set
+from picsearch.models.trainset import TrainingSet
 
 
 def data_dir(explicit: str | os.PathLike | None) -> Path:
@@ -42,5 +42,4 @@ def training_set(
     """The encoders behind ``feats`` (``text_encoder`` made its text vectors) and the training set of ``option``
     (a name in :data:`TRAINING_DATA_OPTIONS`), as `picsearch train` builds them."""
     encoders = encoders_of(feats, DEFAULT_IMAGE_ENCODER, text_encoder, cache)
-    choice = TRAINING_DATA_OPTIONS[option]
-    return encoders, build_training_set(dataset, feats, encoders.layout, choice.target, crowd_rows=choice.crowd_rows)
+    return encoders, TRAINING_DATA_OPTIONS[option].build(dataset, feats, encoders.layout)

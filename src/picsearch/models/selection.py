@@ -16,7 +16,9 @@ from picsearch.models.matching import (
     SharedSpaceMatcher, TwoTowerMatcher,
 )
 from picsearch.models.matching_head import MatchingHead
-from picsearch.models.trainset import Target
+from picsearch.data.tables import Dataset
+from picsearch.features import DatasetFeatures
+from picsearch.models.trainset import Target, TrainingSet, build_training_set
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class TrainingData:
 
     target: Target = "expert"
     crowd_rows: float = 0.0
+
+    def build(self, dataset: Dataset, feats: DatasetFeatures, layout: ImageLayout) -> TrainingSet:
+        """The training set of this option, after the child-content filter."""
+        return build_training_set(dataset, feats, layout, self.target, crowd_rows=self.crowd_rows)
 
 
 TRAINING_DATA_OPTIONS = {

@@ -29,11 +29,10 @@ from picsearch.models.retrieval_cv import (
     GALLERY_SIZES, RERANK_CANDIDATES, SELECTION_SIZE, matchers_of, retrieval_cv, retrieval_queries,
 )
 from picsearch.models.selection import (
-    TRAINING_DATA_OPTIONS, Encoders, TrainingData, candidate_models, joint_options, lowest_rmse, matcher_factories,
+    TRAINING_DATA_OPTIONS, Encoders, candidate_models, joint_options, lowest_rmse, matcher_factories,
 )
 from picsearch.models.multilingual import train_text_map
 from picsearch.models.splits import grouped_folds, grouped_holdout
-from picsearch.models.trainset import TrainingSet, build_training_set
 from picsearch.runtime import worker_pool
 from picsearch.storage import save_json, write_bytes
 
@@ -73,10 +72,7 @@ def train_models(
     """Compare all candidates by grouped CV, pick by CV RMSE (:func:`lowest_rmse`), choose its training data the
     same way, refit on everything, add the child detector."""
 
-    def training_set(option: TrainingData) -> TrainingSet:
-        return build_training_set(dataset, feats, encoders.layout, option.target, crowd_rows=option.crowd_rows)
-
-    data = training_set(TRAINING_DATA_OPTIONS[config.data_options[0]])
+    data = TRAINING_DATA_OPTIONS[config.data_options[0]].build(dataset, feats, encoders.layout)
     candidates = candidate_models(encoders)
     if config.models:
         candidates = {name: candidates[name] for name in config.models}
@@ -106,7 +102,9 @@ def train_models(
         selected = lowest_rmse(metrics["models"], config.folds)
         metrics["selected"] = selected
         options = {config.data_options[0]: (data, cv[selected])}
-        variants = {name: training_set(TRAINING_DATA_OPTIONS[name]) for name in config.data_options[1:]}
+        variants = {
+            name: TRAINING_DATA_OPTIONS[name].build(dataset, feats, encoders.layout) for name in config.data_options[1:]
+        }
         variant_fits = {
             name: start_fits(candidates[selected], variant, folds, pool) for name, variant in variants.items()
         }

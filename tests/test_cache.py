@@ -298,3 +298,30 @@ def test_text_chunks_run_at_once_and_each_text_keeps_its_own_vector(tmp_path: Pa
     vectors = embed_texts(texts, Meeting(), tmp_path / "cache", progress=False, forward_workers=2)
     np.testing.assert_array_equal(vectors, CountingTextEncoder().encode(texts))
     assert len(started) == 2
+
+
+def test_a_batch_that_finished_beside_a_failed_one_is_kept(tmp_path: Path) -> None:
+    import threading
+
+    class FailsFirst(CountingImageEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.second_done, self.calls, self.lock = threading.Event(), 0, threading.Lock()
+
+        def encode_arrays(self, batch):
+            with self.lock:
+                self.calls += 1
+                first = self.calls == 1
+            if first:
+                self.second_done.wait(5)
+                raise KeyboardInterrupt
+            vectors = super().encode_arrays(batch)
+            self.second_done.set()
+            return vectors
+
+    paths = _write_images(tmp_path / "img", 4)
+    with pytest.raises(KeyboardInterrupt):
+        embed_images(paths, FailsFirst(), tmp_path / "cache", batch_size=2, progress=False, forward_workers=2)
+    encoder = CountingImageEncoder()
+    resumed = embed_images(paths, encoder, tmp_path / "cache", batch_size=2, progress=False)
+    assert (resumed.computed, resumed.reused, encoder.encoded) == (2, 2, 2)

@@ -133,6 +133,9 @@ def _compute(
                 bar.update(_store_oldest(running, pending))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        for keys, forward in running:  # left in flight by an error: keep the batches that finished
+            if forward.done() and not forward.cancelled() and forward.exception() is None:
+                pending.append(keys, forward.result())
         pending.flush()  # keep what was computed, also when interrupted
     return pending.flushed
 

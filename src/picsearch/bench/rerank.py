@@ -2,7 +2,7 @@
 retrieval estimate's folds.
 
 ``python -m picsearch.bench.rerank [--data DIR] [--cache DIR] [--option expert] [--candidates 20 50]
-[--draws 10] [--seed 0] [--json FILE]``
+[--draws 10] [--seed 0] [--check-pool 49] [--json FILE]``
 
 Cross-validates the matching head as `picsearch train` does (5 folds by image), runs
 :func:`~picsearch.models.retrieval_cv.retrieval_cv` for the chosen joint space (its own table is printed as a
@@ -13,16 +13,19 @@ same random galleries of each fold's held-out images (sizes up to the fold's 200
 1,000 by :func:`~picsearch.models.rerank.bootstrap_lists`), with ``--candidates`` reranked. Printed per
 gallery size: R@1/R@5/R@10/MRR of each ranking, and each learned ranker's difference from today's rerank of
 as many candidates, with the standard error of that difference over queries clustered by target image.
+``--check-pool 49`` also predicts the 200-image galleries by the bootstrap from 49 distractors per query, the
+check of the 1,000 row's method against galleries that are drawn.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -35,7 +38,8 @@ from picsearch.models.rerank import (
     joint_of, lambdarank_scorer, reranked_ranks, score_only, training_lists,
 )
 from picsearch.models.retrieval_cv import (
-    GALLERY_SIZES, BeatPrior, fold_galleries, retrieval_cv, retrieval_queries, score_grid,
+    GALLERY_SIZES, BeatPrior, FoldGallery, beat_counts, draw_distractors, fold_galleries, retrieval_cv,
+    retrieval_queries, score_grid,
 )
 from picsearch.models.selection import TRAINING_DATA_OPTIONS, candidate_models, joint_options, matcher_factories
 from picsearch.models.splits import grouped_folds
@@ -60,6 +64,34 @@ def fold_rankers(head, data, weights, candidates: list[int]) -> dict[str, ListSc
         scorers[f"lambdarank@{n}"] = lambdarank_scorer(fit_lambdarank(lists))
         scorers[f"pairwise@{n}"] = fit_pairwise(lists)
     return scorers
+
+
+def gallery_makers(
+    gallery: FoldGallery, joint: np.ndarray, prior: BeatPrior, check_pool: int | None, rng: np.random.Generator
+) -> dict[str, Callable[[int], tuple[np.ndarray, np.ndarray]]]:
+    """Per gallery label, a maker of (joint ranks, lists) at a number of candidates: drawn galleries up to the
+    fold's size, bootstrapped beyond; with ``check_pool``, also the fold's size bootstrapped from pools of
+    ``check_pool`` distractors per query (the prior fitted on them), to set against the drawn galleries."""
+    makers: dict[str, Callable[[int], tuple[np.ndarray, np.ndarray]]] = {}
+    for size in GALLERY_SIZES:
+        if size <= len(gallery.images):
+            makers[str(size)] = lambda n, size=size: drawn_lists(gallery, joint, size, n, rng)
+        else:
+            makers[str(size)] = lambda n, size=size: bootstrap_lists(gallery, joint, size, n, prior, rng)
+    if check_pool:
+        small = thinned(gallery, check_pool, rng)
+        small_prior = BeatPrior.fit(beat_counts(joint, small), small.pool)
+        size = len(gallery.images)
+        makers[f"{size} from {check_pool}"] = lambda n: bootstrap_lists(small, joint, size, n, small_prior, rng)
+    return makers
+
+
+def thinned(gallery: FoldGallery, pool: int, rng: np.random.Generator) -> FoldGallery:
+    """``gallery`` with each query's distractors cut to ``pool`` drawn at random."""
+    drawn, valid = draw_distractors(gallery, pool, rng)
+    distractors = np.zeros_like(gallery.distractors)
+    np.put_along_axis(distractors, drawn, valid, axis=1)
+    return dataclasses.replace(gallery, distractors=distractors)
 
 
 def measure(args: argparse.Namespace, console: Console) -> tuple[dict[str, dict[int, dict]], dict]:
@@ -87,20 +119,17 @@ def measure(args: argparse.Namespace, console: Console) -> tuple[dict[str, dict[
         blocks = block_cosines(joint, image_feats, text_feats)
         cells = Cells(score_grid(head, image_feats, text_feats), joint_of(joint, blocks), blocks)
         targets += [gallery.images[t] for t in gallery.targets]
-        for size in GALLERY_SIZES:
+        for label, make_lists in gallery_makers(gallery, cells.joint, prior, args.check_pool, rng).items():
             ranks: dict[str, list[np.ndarray]] = {}
             for _ in range(args.draws):
                 for n in args.candidates:
-                    if size <= len(gallery.images):
-                        joint_ranks, lists = drawn_lists(gallery, cells.joint, size, n, rng)
-                    else:
-                        joint_ranks, lists = bootstrap_lists(gallery, cells.joint, size, n, prior, rng)
+                    joint_ranks, lists = make_lists(n)
                     ranks.setdefault("joint", []).append(joint_ranks)
                     for name, scorer in scorers.items():
                         if name.endswith(f"@{n}"):
                             ranks.setdefault(name, []).append(reranked_ranks(joint_ranks, lists, cells, scorer))
             for name, r in ranks.items():
-                results.setdefault(name, {}).setdefault(size, []).append(per_query(np.column_stack(r)))
+                results.setdefault(name, {}).setdefault(label, []).append(per_query(np.column_stack(r)))
         console.print(f"fold: rankers fitted and measured in {time.perf_counter() - fitted:.0f} s")
     pooled = {name: {size: {m: np.concatenate([f[m] for f in parts]) for m in METRICS}
                      for size, parts in by_size.items()} for name, by_size in results.items()}
@@ -137,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--candidates", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check-pool", type=int, default=None,
+                        help="also bootstrap the fold-size gallery from this many distractors per query")
     parser.add_argument("--json", default=None, help="also write the table's figures to this JSON file")
     args = parser.parse_args(argv)
     console = Console()

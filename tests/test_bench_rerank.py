@@ -1,10 +1,13 @@
-"""bench.rerank: thinned pools, the gallery makers and the table's differences against today's rerank."""
+"""bench.rerank: the galleries measured, the ranks of every scorer on them, and the differences from today's rerank."""
 
 import numpy as np
 import pytest
 
-from picsearch.bench.rerank import gallery_makers, per_query, report, thinned
+from picsearch.bench.rerank import fold_ranks, galleries, per_query, report
+from picsearch.models.rerank import Cells, score_only
 from picsearch.models.retrieval_cv import BeatPrior, FoldGallery
+
+ANY_PRIOR = BeatPrior(0.5, (1.0, 1.0), (20.0, 2.0))
 
 
 def gallery(n_queries: int = 30, n_images: int = 120) -> tuple[FoldGallery, np.ndarray]:
@@ -16,22 +19,25 @@ def gallery(n_queries: int = 30, n_images: int = 120) -> tuple[FoldGallery, np.n
     return FoldGallery(images, [f"q{n}" for n in range(n_queries)], targets, distractors), joint
 
 
-def test_thinned_keeps_that_many_of_each_querys_own_distractors() -> None:
-    full, _ = gallery()
-    small = thinned(full, 20, np.random.default_rng(1))
-    assert (small.pool == 20).all() and not (small.distractors & ~full.distractors).any()
-
-
-def test_gallery_makers_draw_up_to_the_fold_and_bootstrap_beyond_and_for_the_check() -> None:
+def test_galleries_add_the_fold_size_predicted_from_thinned_pools() -> None:
     full, joint = gallery()
-    makers = gallery_makers(full, joint, BeatPrior(0.5, (1.0, 1.0), (20.0, 2.0)), 20, np.random.default_rng(2))
-    assert list(makers) == ["100", "200", "1000", "120 from 20"]
-    for label, make in makers.items():
-        ranks, lists = make(5)
-        size = int(label.split()[0])
-        assert lists.shape == (30, 5) and (lists[:, 0] == full.targets).all() and ranks.max() <= size
-    exact, _ = makers["100"](5)
-    assert exact.max() > 20  # drawn galleries of 100 rank beyond the check pool's 21
+    cells = Cells(joint, joint, np.stack([joint]))
+    measured = galleries(full, cells, ANY_PRIOR, 20, np.random.default_rng(2))
+    assert list(measured) == ["100", "200", "1000", "120 from 20"]
+    small, size, prior = measured["120 from 20"]
+    assert size == 120 and (small.pool == 20).all() and prior != ANY_PRIOR
+
+
+def test_fold_ranks_draw_within_the_pool_and_model_beyond_it_for_every_scorer() -> None:
+    full, joint = gallery()
+    cells = Cells(-joint, joint, np.stack([joint]))
+    scorers = {5: {"rerank@5": score_only, "joint@5": lambda rows: rows[:, 1]}}
+    rng = np.random.default_rng(3)
+    drawn = fold_ranks(full, cells, scorers, 100, ANY_PRIOR, 4, rng)
+    assert set(drawn) == {"joint", "rerank@5", "joint@5"} and drawn["joint"].shape == (30, 4)
+    np.testing.assert_array_equal(drawn["joint@5"], drawn["joint"])  # reranking by the joint cosine changes nothing
+    beyond = fold_ranks(full, cells, scorers, 1000, ANY_PRIOR, 4, rng)
+    assert beyond["joint"].max() > 120 and (beyond["rerank@5"][beyond["joint"] > 5] > 5).all()
 
 
 def test_report_gives_each_learned_rankers_difference_from_the_rerank_of_as_many_candidates() -> None:

@@ -4,10 +4,10 @@ import pytest
 from picsearch.models.matching import CaptionTransferMatcher, MatcherMemo, RidgeMatcher
 from picsearch.models.matching_head import MatchingHead
 from picsearch.models.rerank import (
-    Cells, RankLists, bootstrap_lists, clustered_se, drawn_lists, feature_names, fit_lambdarank, fit_pairwise,
-    fold_lists, lambdarank_scorer, list_features, reranked_ranks, score_only, training_lists,
+    Cells, RankLists, clustered_se, drawn_beats, drawn_lists, feature_names, fit_lambdarank, fit_pairwise, fold_lists,
+    lambdarank_scorer, list_features, reranked_ranks, score_only, tail_counts, tail_ranks, thinned, training_lists,
 )
-from picsearch.models.retrieval_cv import BeatPrior, FoldGallery, resampled_ranks
+from picsearch.models.retrieval_cv import BeatPrior, FoldGallery, beat_counts, resampled_ranks
 from synthetic_models import LAYOUT, synthetic_training_set
 
 DATA = synthetic_training_set(n_images=60)
@@ -81,17 +81,36 @@ def test_drawn_lists_reranked_by_the_score_are_todays_reranked_ranks() -> None:
     np.testing.assert_array_equal(reranked_ranks(joint_ranks, lists, cells, score_only), expected)
 
 
-def test_bootstrap_lists_hold_only_distractors_and_ranks_beyond_the_list_stay_joint_ranks() -> None:
-    gallery, cells = gallery_of(200, 30, 3)
-    prior = BeatPrior(0.5, (1.0, 1.0), (20.0, 2.0))
-    joint_ranks, lists = bootstrap_lists(gallery, cells.joint, 300, 10, prior, np.random.default_rng(4))
-    inside = joint_ranks <= 10
-    assert inside.any() and (~inside).any() and joint_ranks.max() <= 300
-    entries = lists[inside, 1:]
-    assert (entries >= 0).all() and np.take_along_axis(gallery.distractors[inside], entries, axis=1).all()
-    oracle = lambda rows: -rows[:, -3]  # noqa: E731  the list's own order: the target keeps its joint rank
-    ranks = reranked_ranks(joint_ranks, lists, cells, oracle)
-    assert (ranks[~inside] == joint_ranks[~inside]).all() and (ranks[inside] <= 10).all()
+def population(n_queries: int, n_images: int, seed: int) -> tuple[FoldGallery, Cells]:
+    """Targets that stand out by joint and score by a per-query margin; the score follows the joint loosely."""
+    gallery, cells = gallery_of(n_queries, n_images, seed)
+    rng = np.random.default_rng(seed + 1)
+    joint, score = cells.joint.copy(), 0.7 * cells.joint + 0.4 * cells.score
+    rows = np.arange(n_queries)
+    joint[rows, gallery.targets] += rng.uniform(1.0, 3.5, n_queries)
+    score[rows, gallery.targets] += rng.uniform(0.0, 3.0, n_queries)
+    return gallery, Cells(score, joint, np.stack([joint]))
+
+
+def test_tail_ranks_from_a_small_pool_predict_reranked_ranks_in_a_larger_gallery() -> None:
+    gallery, cells = population(600, 500, 3)
+    rng = np.random.default_rng(4)
+    direct = np.column_stack([reranked_ranks(*drawn_lists(gallery, cells.joint, 500, 10, rng), cells, score_only)
+                              for _ in range(3)])
+    small = thinned(gallery, 99, rng)
+    assert (small.pool == 99).all() and not (small.distractors & ~gallery.distractors).any()
+    prior = BeatPrior.fit(beat_counts(cells.joint, small), small.pool)
+    counts = tail_counts(small, cells, score_only, 500, 10, rng)
+    assert (counts.beater_pool <= 9).all() and ((counts.miss_pool >= 1) | (counts.beater_pool == 9)).all()
+    assert (counts.beater_wins <= counts.beater_pool).all() and (counts.miss_wins <= counts.miss_pool).all()
+    beats = np.column_stack([drawn_beats(small, cells.joint, 500, prior, rng) for _ in range(20)])
+    predicted = np.column_stack([tail_ranks(counts, beats[:, d], 10, rng) for d in range(20)])
+    assert ((predicted == 1 + beats) | (beats < 10)).all()  # outside the list, the joint rank stays
+    for k in (1, 5):
+        assert (predicted <= k).mean() == pytest.approx((direct <= k).mean(), abs=0.03)
+    resampled = np.column_stack([reranked_ranks(*drawn_lists(small, cells.joint, 100, 10, rng), cells, score_only)
+                                 for _ in range(3)])
+    assert abs((resampled <= 1).mean() - (direct <= 1).mean()) > 0.05  # the small pool's own R@1 is not it
 
 
 def separable_lists(seed: int) -> RankLists:

@@ -10,20 +10,18 @@ check), then per fold fits, on the fold's training images only, a LightGBM lambd
 logistic baseline on :func:`~picsearch.models.rerank.training_lists` (lists from the head's inner folds: no
 list's query image is in the fitting fold of the joint space that made it). Every ranking is measured on the
 same random galleries of each fold's held-out images (sizes up to the fold's 200 drawn without replacement;
-1,000 by :func:`~picsearch.models.rerank.bootstrap_lists`), with ``--candidates`` reranked. Printed per
+1,000 modelled as :mod:`picsearch.models.rerank` says), with ``--candidates`` reranked. Printed per
 gallery size: R@1/R@5/R@10/MRR of each ranking, and each learned ranker's difference from today's rerank of
 as many candidates, with the standard error of that difference over queries clustered by target image.
-``--check-pool 49`` also predicts the 200-image galleries by the bootstrap from 49 distractors per query, the
+``--check-pool 49`` also predicts the 200-image galleries by that model from 49 distractors per query, the
 check of the 1,000 row's method against galleries that are drawn.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from rich.console import Console
@@ -34,12 +32,11 @@ from picsearch.bench.retrieval import ranking_table
 from picsearch.models.evaluate import cross_validate
 from picsearch.models.matching import JointSpace
 from picsearch.models.rerank import (
-    Cells, ListScorer, block_cosines, bootstrap_lists, clustered_se, drawn_lists, fit_lambdarank, fit_pairwise,
-    joint_of, lambdarank_scorer, reranked_ranks, score_only, training_lists,
+    Cells, ListScorer, block_cosines, clustered_se, drawn_beats, drawn_lists, fit_lambdarank, fit_pairwise, joint_of,
+    lambdarank_scorer, reranked_ranks, score_only, tail_counts, tail_ranks, thinned, training_lists,
 )
 from picsearch.models.retrieval_cv import (
-    GALLERY_SIZES, BeatPrior, FoldGallery, beat_counts, draw_distractors, fold_galleries, retrieval_cv,
-    retrieval_queries, score_grid,
+    GALLERY_SIZES, BeatPrior, FoldGallery, beat_counts, fold_galleries, retrieval_cv, retrieval_queries, score_grid,
 )
 from picsearch.models.selection import TRAINING_DATA_OPTIONS, candidate_models, joint_options, matcher_factories
 from picsearch.models.splits import grouped_folds
@@ -55,46 +52,55 @@ def per_query(ranks: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def fold_rankers(head, data, weights, candidates: list[int]) -> dict[str, ListScorer]:
-    """Today's rerank and the two learned rankers at each number of candidates, fitted on ``data`` only."""
-    scorers: dict[str, ListScorer] = {}
+def fold_rankers(head, data, weights, candidates: list[int]) -> dict[int, dict[str, ListScorer]]:
+    """Per number of candidates: today's rerank and the two learned rankers, fitted on ``data`` only."""
+    scorers: dict[int, dict[str, ListScorer]] = {}
     for n in candidates:
         lists = training_lists(head, data, weights, n)
-        scorers[f"rerank@{n}"] = score_only
-        scorers[f"lambdarank@{n}"] = lambdarank_scorer(fit_lambdarank(lists))
-        scorers[f"pairwise@{n}"] = fit_pairwise(lists)
+        scorers[n] = {f"rerank@{n}": score_only, f"lambdarank@{n}": lambdarank_scorer(fit_lambdarank(lists)),
+                      f"pairwise@{n}": fit_pairwise(lists)}
     return scorers
 
 
-def gallery_makers(
-    gallery: FoldGallery, joint: np.ndarray, prior: BeatPrior, check_pool: int | None, rng: np.random.Generator
-) -> dict[str, Callable[[int], tuple[np.ndarray, np.ndarray]]]:
-    """Per gallery label, a maker of (joint ranks, lists) at a number of candidates: drawn galleries up to the
-    fold's size, bootstrapped beyond; with ``check_pool``, also the fold's size bootstrapped from pools of
-    ``check_pool`` distractors per query (the prior fitted on them), to set against the drawn galleries."""
-    makers: dict[str, Callable[[int], tuple[np.ndarray, np.ndarray]]] = {}
-    for size in GALLERY_SIZES:
-        if size <= len(gallery.images):
-            makers[str(size)] = lambda n, size=size: drawn_lists(gallery, joint, size, n, rng)
-        else:
-            makers[str(size)] = lambda n, size=size: bootstrap_lists(gallery, joint, size, n, prior, rng)
+def fold_ranks(
+    gallery: FoldGallery, cells: Cells, scorers: dict[int, dict[str, ListScorer]], size: int, prior: BeatPrior,
+    draws: int, rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """``(queries, draws)`` ranks of the joint space and of every scorer in galleries of ``size``, the same
+    galleries for all: drawn where each pool holds them, modelled beyond (:func:`tail_counts`)."""
+    ranks: dict[str, list[np.ndarray]] = {}
+    if size - 1 <= gallery.pool.max():
+        for _ in range(draws):
+            for n, named in scorers.items():
+                joint_ranks, lists = drawn_lists(gallery, cells.joint, size, n, rng)
+                ranks.setdefault("joint", []).append(joint_ranks)
+                for name, scorer in named.items():
+                    ranks.setdefault(name, []).append(reranked_ranks(joint_ranks, lists, cells, scorer))
+    else:
+        counts = {name: (n, tail_counts(gallery, cells, scorer, size, n, rng))
+                  for n, named in scorers.items() for name, scorer in named.items()}
+        for _ in range(draws):
+            beats = drawn_beats(gallery, cells.joint, size, prior, rng)
+            ranks.setdefault("joint", []).append(1.0 + beats)
+            for name, (n, tail) in counts.items():
+                ranks.setdefault(name, []).append(tail_ranks(tail, beats, n, rng))
+    return {name: np.column_stack(r) for name, r in ranks.items()}
+
+
+def galleries(gallery: FoldGallery, cells: Cells, prior: BeatPrior, check_pool: int | None,
+              rng: np.random.Generator) -> dict[str, tuple[FoldGallery, int, BeatPrior]]:
+    """Per label: (gallery, size, joint beat prior) to measure; with ``check_pool``, also the fold's size
+    predicted from pools of ``check_pool`` distractors per query (a prior fitted on them), to set against the
+    galleries drawn at that size."""
+    measured = {str(size): (gallery, size, prior) for size in GALLERY_SIZES}
     if check_pool:
         small = thinned(gallery, check_pool, rng)
-        small_prior = BeatPrior.fit(beat_counts(joint, small), small.pool)
-        size = len(gallery.images)
-        makers[f"{size} from {check_pool}"] = lambda n: bootstrap_lists(small, joint, size, n, small_prior, rng)
-    return makers
+        small_prior = BeatPrior.fit(beat_counts(cells.joint, small), small.pool)
+        measured[f"{len(gallery.images)} from {check_pool}"] = (small, len(gallery.images), small_prior)
+    return measured
 
 
-def thinned(gallery: FoldGallery, pool: int, rng: np.random.Generator) -> FoldGallery:
-    """``gallery`` with each query's distractors cut to ``pool`` drawn at random."""
-    drawn, valid = draw_distractors(gallery, pool, rng)
-    distractors = np.zeros_like(gallery.distractors)
-    np.put_along_axis(distractors, drawn, valid, axis=1)
-    return dataclasses.replace(gallery, distractors=distractors)
-
-
-def measure(args: argparse.Namespace, console: Console) -> tuple[dict[str, dict[int, dict]], dict]:
+def measure(args: argparse.Namespace, console: Console) -> tuple[dict[str, dict[str, dict]], dict]:
     """Per ranking and gallery size: per-query metrics (pooled over folds) and each query's target image."""
     cache = Path(args.cache)
     dataset, feats = load_features(args.data, cache)
@@ -108,7 +114,7 @@ def measure(args: argparse.Namespace, console: Console) -> tuple[dict[str, dict[
     prior = BeatPrior(**summary[best]["beat_prior"])
     console.print(f"seconds: cross-validation and retrieval estimate {time.perf_counter() - start:.0f}")
     rng = np.random.default_rng(args.seed)
-    results: dict[str, dict[int, list[dict[str, np.ndarray]]]] = {}
+    results: dict[str, dict[str, list[dict[str, np.ndarray]]]] = {}
     targets: list[str] = []
     for (train_images, gallery), head in zip(fold_galleries(data, queries, folds), cv.models):
         fitted = time.perf_counter()
@@ -119,24 +125,16 @@ def measure(args: argparse.Namespace, console: Console) -> tuple[dict[str, dict[
         blocks = block_cosines(joint, image_feats, text_feats)
         cells = Cells(score_grid(head, image_feats, text_feats), joint_of(joint, blocks), blocks)
         targets += [gallery.images[t] for t in gallery.targets]
-        for label, make_lists in gallery_makers(gallery, cells.joint, prior, args.check_pool, rng).items():
-            ranks: dict[str, list[np.ndarray]] = {}
-            for _ in range(args.draws):
-                for n in args.candidates:
-                    joint_ranks, lists = make_lists(n)
-                    ranks.setdefault("joint", []).append(joint_ranks)
-                    for name, scorer in scorers.items():
-                        if name.endswith(f"@{n}"):
-                            ranks.setdefault(name, []).append(reranked_ranks(joint_ranks, lists, cells, scorer))
-            for name, r in ranks.items():
-                results.setdefault(name, {}).setdefault(label, []).append(per_query(np.column_stack(r)))
+        for label, (measured, size, beat_prior) in galleries(gallery, cells, prior, args.check_pool, rng).items():
+            for name, r in fold_ranks(measured, cells, scorers, size, beat_prior, args.draws, rng).items():
+                results.setdefault(name, {}).setdefault(label, []).append(per_query(r))
         console.print(f"fold: rankers fitted and measured in {time.perf_counter() - fitted:.0f} s")
     pooled = {name: {size: {m: np.concatenate([f[m] for f in parts]) for m in METRICS}
                      for size, parts in by_size.items()} for name, by_size in results.items()}
     return pooled, {"targets": np.asarray(targets), "joint": best}
 
 
-def report(pooled: dict[str, dict[int, dict]], targets: np.ndarray, title: str) -> tuple[Table, dict]:
+def report(pooled: dict[str, dict[str, dict]], targets: np.ndarray, title: str) -> tuple[Table, dict]:
     """The table, and its figures: each ranking's metrics, and each learned ranker's difference from
     ``rerank@n`` (same candidates) with its clustered standard error."""
     table = Table(title=title)
@@ -167,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check-pool", type=int, default=None,
-                        help="also bootstrap the fold-size gallery from this many distractors per query")
+                        help="also predict the fold-size gallery from this many distractors per query")
     parser.add_argument("--json", default=None, help="also write the table's figures to this JSON file")
     args = parser.parse_args(argv)
     console = Console()

@@ -9,13 +9,18 @@ caption's positive images. The relevance feature is the head's booster on those 
 very out-of-fold features it was fitted on.
 
 :func:`reranked_ranks` measures a list scorer in galleries drawn as :mod:`picsearch.models.retrieval_cv` draws
-them (same galleries for every scorer); beyond a fold's gallery it draws each list from the query's pool (the
-target's joint beats from the estimate's beat prior, see :func:`bootstrap_lists`).
+them (same galleries for every scorer). Beyond a fold's gallery, a pool of 199 distractors holds about 4 of the
+19 a gallery of 1,000 puts beside the target in a list of 20: redrawing those few would make a target that
+outscores them unbeatable (the overshoot the estimate's beat prior avoids for the joint rank). So there the
+rank is modelled as the estimate models the joint rank: the target's joint beats ``B`` from the estimate's
+prior, then how many of its ``B`` beaters and of its ``candidates - 1 - B`` nearest misses the scorer puts above
+it, each from the posterior predictive of a two-beta mixture fitted to what the scorer does in each query's
+list at its pool (:func:`tail_counts`, :func:`tail_ranks`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import lightgbm as lgb
@@ -27,7 +32,7 @@ from picsearch.data.tables import caption_image
 from picsearch.models.linear import fit_scaler, scale
 from picsearch.models.matching import JointSpace, Matcher
 from picsearch.models.matching_head import MatchingHead
-from picsearch.models.retrieval_cv import BeatPrior, FoldGallery, draw_distractors
+from picsearch.models.retrieval_cv import BeatPrior, FoldGallery, beat_counts, draw_distractors
 from picsearch.models.trainset import TrainingSet
 
 ListScorer = Callable[[np.ndarray], np.ndarray]
@@ -196,42 +201,80 @@ def drawn_lists(
     return ranks, np.column_stack([gallery.targets, others])
 
 
-def bootstrap_lists(
-    gallery: FoldGallery, joint: np.ndarray, size: int, candidates: int, prior: BeatPrior, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`drawn_lists` for a gallery larger than the pool: the target's joint beats ``B`` are drawn from
-    ``prior``'s posterior predictive (the estimate's model of its joint rank); when it makes the list, its
-    ``B`` beaters are drawn from the pool's beaters (with replacement once they run out; the nearest misses
-    where the pool has none), the other ``candidates - 1 - B`` from the pool's best non-beaters, as many as
-    take the same share of the pool as the candidates take of the ``size - 1 - B`` non-beaters of the gallery."""
-    rows = np.arange(len(gallery.targets))
-    own = joint[rows, gallery.targets]
-    beats = ((joint >= own[:, None]) & gallery.distractors).sum(axis=1)
-    predictive = prior.predictive(beats, gallery.pool, size - 1)
-    drawn_beats = (rng.random(len(rows))[:, None] > np.cumsum(predictive, axis=1)).sum(axis=1)
-    lists = np.full((len(rows), candidates), -1)
-    lists[:, 0] = gallery.targets
-    for q in np.flatnonzero(drawn_beats < candidates):
-        order = np.flatnonzero(gallery.distractors[q])
-        order = order[np.argsort(-joint[q, order], kind="stable")]
-        beaters, misses = order[joint[q, order] >= own[q]], order[joint[q, order] < own[q]]
-        b, room = drawn_beats[q], candidates - 1 - drawn_beats[q]
-        if not len(beaters):
-            beaters, misses = misses[:b], misses[b:]
-        chosen = [_sample(beaters, b, rng)]
-        share = max(1, round(len(misses) * room / max(size - 1 - b, 1)))
-        chosen.append(_sample(misses[:share], room, rng))
-        picked = np.concatenate(chosen)
-        lists[q, 1 : 1 + len(picked)] = picked
-    return 1.0 + drawn_beats, lists
+def drawn_beats(gallery: FoldGallery, joint: np.ndarray, size: int, prior: BeatPrior, rng: np.random.Generator
+                ) -> np.ndarray:
+    """How many distractors outscore each query's target by joint in one random gallery of ``size``, drawn
+    from ``prior``'s posterior predictive given its pool (the estimate's model of ranks beyond the pool)."""
+    predictive = prior.predictive(beat_counts(joint, gallery), gallery.pool, size - 1)
+    return (rng.random(len(predictive))[:, None] > np.cumsum(predictive, axis=1)).sum(axis=1)
 
 
-def _sample(items: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` of ``items``: without replacement while they last, the rest with replacement."""
-    if not len(items) or not count:
-        return items[:0]
-    first = rng.permutation(items)[:count]
-    return np.concatenate([first, rng.choice(items, count - len(first))])
+@dataclass(frozen=True)
+class TailCounts:
+    """What a scorer does to a query's list at its pool (:func:`tail_counts`): of the ``beater_pool`` joint
+    beaters in the list, ``beater_wins`` outscore the target; of the ``miss_pool`` nearest joint misses,
+    ``miss_wins`` do; ``priors`` (beaters, misses) are fitted to those counts over the queries."""
+
+    beater_wins: np.ndarray
+    beater_pool: np.ndarray
+    miss_wins: np.ndarray
+    miss_pool: np.ndarray
+    priors: tuple[BeatPrior, BeatPrior]
+
+
+def tail_counts(gallery: FoldGallery, cells: Cells, scorer: ListScorer, size: int, candidates: int,
+                rng: np.random.Generator) -> TailCounts:
+    """The counts of :class:`TailCounts` from each query's list over its whole pool. In a gallery of ``size``
+    the candidates below the target are its nearest misses there; the misses counted here are as many of the
+    pool's as take the same share of its misses (at least one where the list has one)."""
+    joint_ranks, lists = drawn_lists(gallery, cells.joint, len(gallery.images), candidates, rng)
+    wins = _wins(lists, cells, scorer)
+    rows = np.arange(len(lists))[:, None]
+    entries = lists[:, 1:] >= 0
+    beater = entries & (cells.joint[rows, np.maximum(lists[:, 1:], 0)] >= cells.joint[rows[:, 0], lists[:, 0]][:, None])
+    misses = entries & ~beater
+    share = np.rint((gallery.pool - beat_counts(cells.joint, gallery)) * (candidates - 1) / (size - 1))
+    miss_pool = np.clip(share, 1, misses.sum(axis=1)).astype(int)
+    nearest = misses & (np.cumsum(misses, axis=1) <= miss_pool[:, None])  # list entries come best joint first
+    counts = [(wins & beater).sum(axis=1), beater.sum(axis=1), (wins & nearest).sum(axis=1), nearest.sum(axis=1)]
+    seen = [counts[1] > 0, counts[3] > 0]
+    priors = tuple(BeatPrior.fit(counts[2 * i][seen[i]], counts[2 * i + 1][seen[i]]) for i in range(2))
+    return TailCounts(*counts, priors)
+
+
+def tail_ranks(counts: TailCounts, joint_beats: np.ndarray, candidates: int, rng: np.random.Generator
+               ) -> np.ndarray:
+    """Reranked ranks in galleries beyond the pool, given each query's joint beats there: a target outside
+    the ``candidates`` keeps its joint rank; inside, it is outscored by a draw from each prior's posterior
+    predictive among its ``B`` beaters and its ``candidates - 1 - B`` nearest misses."""
+    ranks = 1.0 + joint_beats
+    for beats in np.unique(joint_beats[joint_beats < candidates]):
+        rows = np.flatnonzero(joint_beats == beats)
+        outscored = np.zeros(len(rows))
+        for prior, wins, pool, draws in (
+            (counts.priors[0], counts.beater_wins, counts.beater_pool, beats),
+            (counts.priors[1], counts.miss_wins, counts.miss_pool, candidates - 1 - beats),
+        ):
+            predictive = prior.predictive(wins[rows], pool[rows], int(draws))
+            outscored += (rng.random(len(rows))[:, None] > np.cumsum(predictive, axis=1)).sum(axis=1)
+        ranks[rows] = 1.0 + outscored
+    return ranks
+
+
+def _wins(lists: np.ndarray, cells: Cells, scorer: ListScorer) -> np.ndarray:
+    """``(lists, candidates - 1)``: which of the other entries ``scorer`` puts at or above the target."""
+    features = cells.features(lists)
+    scores = scorer(features.reshape(-1, features.shape[-1])).reshape(lists.shape)
+    scores = np.where(lists >= 0, scores, -np.inf)
+    return scores[:, 1:] >= scores[:, :1]
+
+
+def thinned(gallery: FoldGallery, pool: int, rng: np.random.Generator) -> FoldGallery:
+    """``gallery`` with each query's distractors cut to ``pool`` drawn at random."""
+    drawn, valid = draw_distractors(gallery, pool, rng)
+    distractors = np.zeros_like(gallery.distractors)
+    np.put_along_axis(distractors, drawn, valid, axis=1)
+    return replace(gallery, distractors=distractors)
 
 
 def reranked_ranks(
@@ -239,11 +282,7 @@ def reranked_ranks(
 ) -> np.ndarray:
     """The target's rank after ``scorer`` reorders its list: where it made the list (joint rank within the
     list's length), 1 + the other candidates scoring at least as high (ties against it); else its joint rank."""
-    features = cells.features(lists)
-    scores = scorer(features.reshape(-1, features.shape[-1])).reshape(lists.shape)
-    scores = np.where(lists >= 0, scores, -np.inf)
-    beaten = (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
-    return np.where(joint_ranks <= lists.shape[1], 1.0 + beaten, joint_ranks)
+    return np.where(joint_ranks <= lists.shape[1], 1.0 + _wins(lists, cells, scorer).sum(axis=1), joint_ranks)
 
 
 def clustered_se(values: np.ndarray, groups: pd.Series | np.ndarray) -> float:

@@ -31,6 +31,7 @@ from picsearch.bench.common import load_features, training_set
 from picsearch.bench.retrieval import ranking_table
 from picsearch.models.evaluate import cross_validate
 from picsearch.models.matching import JointSpace
+from picsearch.models.matching_head import MatchingHead
 from picsearch.models.rerank import (
     Cells, ListScorer, block_cosines, clustered_se, drawn_beats, drawn_lists, fit_lambdarank, fit_pairwise, joint_of,
     lambdarank_scorer, reranked_ranks, score_only, tail_counts, tail_ranks, thinned, training_lists,
@@ -40,6 +41,7 @@ from picsearch.models.retrieval_cv import (
 )
 from picsearch.models.selection import TRAINING_DATA_OPTIONS, candidate_models, joint_options, matcher_factories
 from picsearch.models.splits import grouped_folds
+from picsearch.models.trainset import TrainingSet
 from picsearch.storage import save_json
 
 METRICS = ("recall@1", "recall@5", "recall@10", "mrr")
@@ -52,7 +54,8 @@ def per_query(ranks: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def fold_rankers(head, data, weights, candidates: list[int]) -> dict[int, dict[str, ListScorer]]:
+def fold_rankers(head: MatchingHead, data: TrainingSet, weights: dict[str, float], candidates: list[int]
+                 ) -> dict[int, dict[str, ListScorer]]:
     """Per number of candidates: today's rerank and the two learned rankers, fitted on ``data`` only."""
     scorers: dict[int, dict[str, ListScorer]] = {}
     for n in candidates:

@@ -227,7 +227,7 @@ def tail_counts(gallery: FoldGallery, cells: Cells, scorer: ListScorer, size: in
     """The counts of :class:`TailCounts` from each query's list over its whole pool. In a gallery of ``size``
     the candidates below the target are its nearest misses there; the misses counted here are as many of the
     pool's as take the same share of its misses (at least one where the list has one)."""
-    joint_ranks, lists = drawn_lists(gallery, cells.joint, len(gallery.images), candidates, rng)
+    _, lists = drawn_lists(gallery, cells.joint, len(gallery.images), candidates, rng)
     wins = _wins(lists, cells, scorer)
     rows = np.arange(len(lists))[:, None]
     entries = lists[:, 1:] >= 0

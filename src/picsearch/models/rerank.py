@@ -15,7 +15,10 @@ outscores them unbeatable (the overshoot the estimate's beat prior avoids for th
 rank is modelled as the estimate models the joint rank: the target's joint beats ``B`` from the estimate's
 prior, then how many of its ``B`` beaters and of its ``candidates - 1 - B`` nearest misses the scorer puts above
 it, each from the posterior predictive of a two-beta mixture fitted to what the scorer does in each query's
-list at its pool (:func:`tail_counts`, :func:`tail_ranks`).
+list at its pool (:func:`tail_counts`, :func:`tail_ranks`). Checked on real folds (``bench.rerank --check-pool
+49``: 200-image galleries predicted from 49 distractors per query), the model undershoots today's reranked R@1 by
+0.06 and its R@5 by 0.02, while the differences between scorers come out close to the drawn ones; at 1,000 the
+reranked rows are a rough guide and their differences the figure to read.
 """
 
 from __future__ import annotations

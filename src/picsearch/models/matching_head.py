@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import lightgbm as lgb
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -44,13 +46,8 @@ class MatchingHead(BaseEstimator):
     def fit(self, data: TrainingSet) -> MatchingHead:
         pairs = data.pairs
         features = np.zeros((len(pairs), (1 + len(self.reference_ks)) * len(self.matchers)), dtype=np.float32)
-        # Inner folds over the images, not the rows, and over every image the final matchers see (scored pairs or
-        # positives): then extra crowd rows leave the folds, and so the matchers' inputs, unchanged.
-        images = np.unique(np.concatenate([pairs["image"].to_numpy(str), data.positives["image"].to_numpy(str)]))
-        for train_images, test_images in grouped_folds(images, self.inner_folds, self.seed):
-            inner = data.restrict(set(images[train_images]))
-            test_rows = pairs["image"].isin(set(images[test_images])).to_numpy()
-            matchers, references = self._fit_matchers(inner)
+        for held_out, matchers, references in self.inner_matchers(data):
+            test_rows = pairs["image"].isin(held_out).to_numpy()
             features[test_rows] = self._features(matchers, references, *data.pair_feats(pairs[test_rows]))
         y, w = pairs["target"].to_numpy(np.float32), pairs["weight"].to_numpy(np.float32)
         # Every feature grows with the similarity: monotone increasing keeps the score's order within a query sane.
@@ -58,6 +55,15 @@ class MatchingHead(BaseEstimator):
         self.booster_ = fit_lgbm(features, y, w, self.n_estimators, colsample_bytree=1.0, monotone_constraints=monotone)
         self.matchers_, self.references_ = self._fit_matchers(data)
         return self
+
+    def inner_matchers(self, data: TrainingSet) -> Iterator[tuple[set[str], dict[str, Matcher], dict[str, np.ndarray]]]:
+        """Per inner fold of :meth:`fit` on ``data``: its held-out images, and the matchers and references fitted
+        without them (through the memo: after :meth:`fit` on the same data, no fit repeats)."""
+        # Inner folds over the images, not the rows, and over every image the final matchers see (scored pairs or
+        # positives): then extra crowd rows leave the folds, and so the matchers' inputs, unchanged.
+        images = np.unique(np.concatenate([data.pairs["image"].to_numpy(str), data.positives["image"].to_numpy(str)]))
+        for train_images, test_images in grouped_folds(images, self.inner_folds, self.seed):
+            yield set(images[test_images]), *self._fit_matchers(data.restrict(set(images[train_images])))
 
     def _fit_matchers(self, data: TrainingSet) -> tuple[dict[str, Matcher], dict[str, np.ndarray]]:
         """Matchers fitted on the positives, and the positives' images in each matcher's space."""
@@ -117,15 +123,25 @@ class MatchingHead(BaseEstimator):
     def predict_grid(self, image_feats: np.ndarray, text_feats: np.ndarray, chunk: int = 64) -> np.ndarray:
         """Scores of every text against every image, ``(texts, images)``: each embedded once, cells scored in
         chunks of ``chunk`` texts (a gallery's full grid of aligned rows would not fit in memory)."""
-        n_images, images = len(image_feats), self.image_embeddings(image_feats)
-        scores = np.empty((len(text_feats), n_images))
+        n_images = len(image_feats)
+        cells = np.tile(np.arange(n_images), (len(text_feats), 1))
+        return self.predict_cells(image_feats, text_feats, cells, chunk=chunk)
+
+    def predict_cells(
+        self, image_feats: np.ndarray, text_feats: np.ndarray, columns: np.ndarray, chunk: int = 64,
+        fitted: tuple[dict[str, Matcher], dict[str, np.ndarray]] | None = None,
+    ) -> np.ndarray:
+        """Scores of text ``q`` against images ``columns[q]``, shaped like ``columns``, in chunks of ``chunk``
+        texts; ``fitted``: other (matchers, references) than the head's own, e.g. one of :meth:`inner_matchers`."""
+        matchers, references = fitted or (self.matchers_, self.references_)
+        images = {name: matcher.embed_image(image_feats) for name, matcher in matchers.items()}
+        scores = np.empty(columns.shape)
         for start in range(0, len(text_feats), chunk):
-            texts = text_feats[start : start + chunk]
+            texts, rows = text_feats[start : start + chunk], columns[start : start + chunk]
             cells = self._cell_features(
-                self.matchers_, self.references_, images, texts,
-                np.tile(np.arange(n_images), len(texts)), np.repeat(np.arange(len(texts)), n_images),
+                matchers, references, images, texts, rows.ravel(), np.repeat(np.arange(len(texts)), rows.shape[1])
             )
-            scores[start : start + len(texts)] = self.booster_.predict(cells, num_threads=1).reshape(len(texts), -1)
+            scores[start : start + len(texts)] = self.booster_.predict(cells, num_threads=1).reshape(rows.shape)
         return scores
 
     def export(self) -> Exported:

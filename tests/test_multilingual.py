@@ -11,7 +11,11 @@ import pytest
 
 from picsearch.encoders import TEXT_ENCODERS
 from picsearch.models import RelevanceBundle
-from picsearch.models.multilingual import MappedTextEncoder, TextMap, fit_text_map, map_cosines, needs_map
+from picsearch.models.multilingual import (
+    ALPHAS, KernelTextMap, MappedTextEncoder, TextMap, fit_text_map, map_candidates, map_cosines, needs_map,
+    restore_text_map,
+)
+from picsearch.models.vectors import l2_normalize
 from picsearch.policy import is_blocked
 from test_artifacts import bundle  # noqa: F401  (the tiny bundle fixture)
 
@@ -76,16 +80,33 @@ def test_text_map_learns_a_linear_map_and_round_trips() -> None:
 
 
 def test_grouped_cv_prefers_weak_regularisation_on_a_clean_linear_map() -> None:
-    cosines = map_cosines(*linear_pairs(noise=0.1), alphas=(0.01, 1000.0))
-    assert cosines[0.01] > 0.95 and cosines[0.01] > cosines[1000.0]
+    weak, strong = TextMap(0.01, "", "", ""), TextMap(1000.0, "", "", "")
+    cosines = map_cosines(*linear_pairs(noise=0.1), candidates=[weak, strong])
+    assert cosines[weak.label] > 0.95 and cosines[weak.label] > cosines[strong.label]
+
+
+def test_kernel_map_learns_a_curved_map_the_linear_one_cannot_and_round_trips() -> None:
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(300, SOURCE_DIM)).astype(np.float32)
+    target = np.tanh(2 * source[:, :TARGET_DIM]) + source[:, :TARGET_DIM] ** 2
+    held = lambda fitted: np.mean(np.sum(fitted.transform(source[250:]) * l2_normalize(target[250:]), axis=1))
+    kernel = KernelTextMap(1e-3, "stub", "src", "tgt", gamma=0.05).fit(source[:250], target[:250])
+    linear = TextMap(1e-3, "stub", "src", "tgt").fit(source[:250], target[:250])
+    assert held(kernel) > held(linear) + 0.05
+    restored = restore_text_map(kernel.export())
+    assert isinstance(restored, KernelTextMap) and (restored.alpha, restored.gamma) == (1e-3, 0.05)
+    np.testing.assert_allclose(restored.transform(source), kernel.transform(source), atol=1e-6)
+    assert isinstance(restore_text_map(linear.export()), TextMap)
 
 
 def test_fit_text_map_refits_on_the_best_alpha_and_reports_it() -> None:
     source, target, groups = linear_pairs()
     fitted, metrics = fit_text_map(source, target, groups, "stub", "src", "tgt")
-    cosines = {float(a): c for a, c in metrics["cv_cosine"].items()}
-    assert fitted.alpha == metrics["alpha"] == max(cosines, key=cosines.get)
-    assert metrics["texts"] == len(groups) and metrics["source_id"] == "src"
+    cosines = metrics["cv_cosine"]
+    assert fitted.label == metrics["map"] == max(cosines, key=cosines.get) and fitted.alpha == metrics["alpha"]
+    assert len(cosines) == len(map_candidates()) and metrics["texts"] == len(groups) and metrics["source_id"] == "src"
+    linear, linear_metrics = fit_text_map(source, target, groups, "stub", "src", "tgt", linear_only=True)
+    assert type(linear) is TextMap and len(linear_metrics["cv_cosine"]) == len(ALPHAS)
 
 
 def mapped_encoder() -> tuple[MappedTextEncoder, TableEncoder, TableEncoder]:

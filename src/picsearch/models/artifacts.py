@@ -20,7 +20,7 @@ from picsearch.models.child import ChildDetector
 from picsearch.models.relevance import RelevanceModel, restore_model
 from picsearch.models.matching import JointSpace, Matcher, restore_matcher
 from picsearch.models.matching_head import MatchingHead
-from picsearch.models.multilingual import MappedTextEncoder, TextMap
+from picsearch.models.multilingual import MappedTextEncoder, TextMap, restore_text_map
 from picsearch.storage import file_sha256, load_json, save_json, write_bytes
 
 FORMAT = 3
@@ -96,7 +96,7 @@ def _text_map(folder: Path, manifest: dict[str, Any], hashes: dict[str, str]) ->
     if "text_map" not in manifest:
         return None
     part = _load_exported(folder, manifest["text_map"], hashes)
-    return _restored(folder, manifest["text_map"], lambda: TextMap.restore(part))
+    return _restored(folder, manifest["text_map"], lambda: restore_text_map(part))
 
 
 def _restored(folder: Path, entry: dict[str, Any], restore: Callable[[], T]) -> T:

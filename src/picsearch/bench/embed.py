@@ -8,7 +8,7 @@ from a large float32 matmul (the baseline; a share of 1.0 means matmul speed).
 
 ``--workers`` prints another table instead: the default encoders end to end into an empty cache (images, then
 the texts), with the CPUs used three ways: one model call at a time on every thread (the baseline), one call at a
-time on one thread, and one call per CPU at one thread each (what `embed`, `index`, `train` and `demo` do).
+time on one thread, and one call per CPU at one thread each (what `demo` does; `embed` and `index` keep the baseline).
 """
 
 from __future__ import annotations

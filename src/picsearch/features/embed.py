@@ -1,8 +1,7 @@
 """Embed image files and texts through the cache: decode in a thread pool while the model runs on its workers.
 
 The model runs :func:`~picsearch.runtime.model_workers` calls at once: one per CPU when the entry point gave each
-one compute thread, which is faster than one call on every thread (see ``python -m picsearch.bench.embed
---workers``).
+one compute thread (`train`, `demo`), else one (see ``python -m picsearch.bench.embed --workers``).
 
 Only what the cache lacks is computed; every finished batch is flushed as a chunk, so an
 interrupted run resumes where it stopped. Unreadable images are reported and skipped.

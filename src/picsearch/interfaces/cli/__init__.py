@@ -18,10 +18,11 @@ app = typer.Typer(
 report_app = typer.Typer(help="Write reports (Markdown + PNG plots).", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
-# These commands run many small model calls (fits, forward passes of batches): one compute thread each and one call
-# per CPU (`runtime.model_workers`) beats every thread inside one call (`bench.train_time`, `bench.embed --workers`).
-# serve sets its own (`serve --threads`).
-ONE_THREAD = {"train", "demo", "embed", "index"}
+# train's models are small: one compute thread each and one fit per CPU (`runtime.model_workers`) beats every thread
+# inside one fit (`bench.train_time`); so does the demo, which trains, and which then also embeds one batch per CPU.
+# embed and index keep every thread for one batch: end to end, one batch per CPU is no faster for images and slower
+# for texts (`bench.embed --workers`). serve sets its own (`serve --threads`).
+ONE_THREAD = {"train", "demo"}
 OWN_THREADS = {"serve"}
 
 
@@ -30,7 +31,7 @@ def compute_threads(
     ctx: typer.Context,
     threads: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Compute threads (torch, BLAS, ONNX Runtime); default one per CPU, 1 for train, demo, embed and index."),
+        typer.Option(min=1, help="Compute threads (torch, BLAS, ONNX Runtime); default one per CPU, 1 for train and demo."),
     ] = None,
 ) -> None:
     """Set the compute threads once, here, before any command runs a model."""

@@ -1,6 +1,6 @@
 """Queries in any language: a multilingual encoder mapped into the English text space the models use.
 
-A multilingual encoder (``e5-small``) puts a sentence and its translation close together, so a linear map
+A multilingual encoder (``e5-small``) puts a sentence and its translation close together, so a map
 from its space into the English encoder's space (MPNet), learned on the training captions, carries a Russian
 query to where its English original would be; the joint space, scorer and index stay as they are, and English
 queries keep the English encoder. :class:`TextMap` is a linear ridge map, :class:`KernelTextMap` a ridge map

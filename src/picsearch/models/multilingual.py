@@ -103,10 +103,16 @@ class KernelTextMap(TextMap):
         self.gamma = gamma
 
     def fit(self, source_feats: np.ndarray, target_feats: np.ndarray) -> KernelTextMap:
-        self.target_mean = target_feats.mean(axis=0).astype(np.float32)
-        self.model = KernelRidge(alpha=self.alpha, kernel="rbf", gamma=self.gamma)
-        self.model.fit(source_feats.astype(np.float32), (target_feats - self.target_mean).astype(np.float32))
-        self._support_norms = (self.model.X_fit_**2).sum(axis=1)
+        target_mean = target_feats.mean(axis=0).astype(np.float32)
+        model = KernelRidge(alpha=self.alpha, kernel="rbf", gamma=self.gamma)
+        model.fit(source_feats.astype(np.float32), (target_feats - target_mean).astype(np.float32))
+        return self._adopt(model, target_mean)
+
+    def _adopt(self, model: KernelRidge, target_mean: np.ndarray) -> KernelTextMap:
+        """Take a fitted ``model`` and the target mean it was centred on; keeps the support's squared norms for
+        :meth:`transform`."""
+        self.model, self.target_mean = model, target_mean
+        self._support_norms = (model.X_fit_**2).sum(axis=1)
         return self
 
     def transform(self, source_feats: np.ndarray) -> np.ndarray:
@@ -131,11 +137,10 @@ class KernelTextMap(TextMap):
     @classmethod
     def restore(cls, exported: Exported) -> KernelTextMap:
         p, arrays = exported.params, exported.arrays
+        model = KernelRidge(alpha=p["alpha"], kernel="rbf", gamma=p["gamma"])
+        model.X_fit_, model.dual_coef_ = arrays["support"], arrays["dual"]
         text_map = cls(p["alpha"], p["source"], p["source_id"], p["target_id"], p["gamma"])
-        text_map.model = KernelRidge(alpha=p["alpha"], kernel="rbf", gamma=p["gamma"])
-        text_map.model.X_fit_, text_map.model.dual_coef_ = arrays["support"], arrays["dual"]
-        text_map.target_mean, text_map._support_norms = arrays["target_mean"], (arrays["support"] ** 2).sum(axis=1)
-        return text_map
+        return text_map._adopt(model, arrays["target_mean"])
 
     @property
     def label(self) -> str:

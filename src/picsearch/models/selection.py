@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from picsearch.data.tables import Dataset
+from picsearch.features import DatasetFeatures
 from picsearch.models.concat import ConcatLGBM, ConcatMLP, ConcatRidge
 from picsearch.models.evaluate import ModelFactory
 from picsearch.models.layout import ImageLayout
@@ -16,8 +18,6 @@ from picsearch.models.matching import (
     SharedSpaceMatcher, TwoTowerMatcher,
 )
 from picsearch.models.matching_head import MatchingHead
-from picsearch.data.tables import Dataset
-from picsearch.features import DatasetFeatures
 from picsearch.models.trainset import Target, TrainingSet, build_training_set
 
 

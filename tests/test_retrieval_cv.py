@@ -3,10 +3,11 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from picsearch.metrics import ranks_of_targets, summarize
 from picsearch.models.retrieval_cv import (
-    GALLERY_SIZES, BeatPrior, FoldGallery, beat_counts, draw_distractors, expected_summary, fold_galleries, fold_gallery,
+    GALLERY_SIZES, BeatPrior, FoldGallery, beat_counts, betabinom_logpmf, draw_distractors, expected_summary, fold_galleries, fold_gallery,
     rank_distribution, resampled_ranks, retrieval_cv, retrieval_ranks,
 )
 from picsearch.models.splits import grouped_folds
@@ -110,6 +111,12 @@ def test_rank_distribution_without_replacement_is_the_mean_over_every_smaller_ga
         others = [i for i in range(7) if i != target]
         ranks = [1 + sum(scores[q, i] >= scores[q, target] for i in drawn) for drawn in combinations(others, size - 1)]
         np.testing.assert_allclose(distribution[q], np.bincount(ranks, minlength=size + 1)[1:] / len(ranks))
+
+
+def test_betabinom_logpmf_is_scipys() -> None:
+    k, n = np.arange(200)[None, :], np.array([[199], [999]])
+    a, b = np.array([[0.3], [40.5]]), np.array([[60.0], [2.0]])
+    np.testing.assert_allclose(betabinom_logpmf(k, n, a, b), stats.betabinom.logpmf(k, n, a, b), rtol=1e-10)
 
 
 def test_beyond_the_pool_the_rank_follows_the_true_beat_probabilities() -> None:

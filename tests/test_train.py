@@ -6,11 +6,17 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import picsearch.models.train as train_module
+from picsearch.data import load_dataset
+from picsearch.features import DatasetFeatures
 from picsearch.interfaces.cli import app
 from picsearch.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from picsearch.models import RelevanceBundle
+from picsearch.models.concat import ConcatRidge
 from picsearch.models.layout import ImageLayout
 from picsearch.models.selection import TRAINING_DATA_OPTIONS, Encoders, choose_joint, joint_options, lowest_rmse
+from picsearch.models.train import TrainConfig, train_models
+from tiny_dataset import write_tiny_dataset
 
 
 def test_shared_space_only_for_the_two_towers_of_one_clip() -> None:
@@ -47,6 +53,59 @@ def test_choose_joint_takes_the_smallest_space_within_one_standard_error() -> No
     assert choose_joint(summary, n_queries=1600) == "mid"  # "small" is 2.7 errors below; "tie" has a worse MRR
     assert choose_joint(summary, n_queries=100_000) == "big"  # with this many queries 0.004 is a real difference
     assert choose_joint({"only": option(0.5, 0.3, 10)}, n_queries=10) == "only"
+
+
+def _random_features(dataset, dim: int = 6) -> DatasetFeatures:
+    """Random vectors for every image and text of ``dataset``."""
+    images = sorted(set(dataset.expert["image"]) | set(dataset.crowd["image"]) | set(dataset.train["image"]))
+    texts = sorted(set(dataset.expert["query_id"]) | set(dataset.crowd["query_id"]) | set(dataset.train["query_id"]))
+    rng = np.random.default_rng(0)
+    return DatasetFeatures(
+        "random-image", "random-text", {}, rng.normal(size=(len(images), dim)).astype(np.float32),
+        {name: i for i, name in enumerate(images)}, rng.normal(size=(len(texts), dim)).astype(np.float32),
+        {query_id: i for i, query_id in enumerate(texts)},
+    )
+
+
+@pytest.mark.parametrize("winner", ["expert", "combined"])
+def test_the_refit_and_retrieval_estimate_are_of_the_data_option_chosen(
+    winner: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train` starts the default option's refit and estimate early; when another option wins, both are redone
+    on it, and the bundle never keeps the default's."""
+    dataset = load_dataset(write_tiny_dataset(tmp_path / "data", extra=36))
+    feats = _random_features(dataset)
+    layout = ImageLayout((0, 6))
+    fitted_targets, estimated_on, estimates = {}, [], []
+    real_fit, real_estimate = ConcatRidge.fit, train_module.retrieval_cv
+
+    def fit(model, data):
+        fitted_targets[id(model)] = data.pairs["target"].to_numpy()
+        return real_fit(model, data)
+
+    def estimate(data, *args, **kwargs):
+        estimated_on.append(data.pairs["target"].to_numpy())
+        estimates.append(real_estimate(data, *args, **kwargs))
+        return estimates[-1]
+
+    def choose(summaries, folds):  # models as the rule picks them; the training data as the test says
+        return winner if "combined" in summaries else lowest_rmse(summaries, folds)
+
+    monkeypatch.setattr(ConcatRidge, "fit", fit)
+    monkeypatch.setattr(train_module, "retrieval_cv", estimate)
+    monkeypatch.setattr(train_module, "lowest_rmse", choose)
+    config = TrainConfig(folds=2, data_options=("expert", "combined"), models=("concat_ridge",), workers=2)
+    encoders = Encoders("random", "random-image", "random", "random-text", layout)
+    result = train_models(dataset, feats, encoders, config, show_progress=False)
+
+    chosen = TRAINING_DATA_OPTIONS[winner].build(dataset, feats, layout).pairs["target"].to_numpy()
+    default = TRAINING_DATA_OPTIONS["expert"].build(dataset, feats, layout).pairs["target"].to_numpy()
+    assert not np.allclose(chosen, default) or winner == "expert"  # the options really differ
+    assert result.metrics["training_data"]["option"] == winner
+    np.testing.assert_array_equal(fitted_targets[id(result.bundle.scorer)], chosen)
+    assert len(estimated_on) == (1 if winner == "expert" else 2)
+    np.testing.assert_array_equal(estimated_on[-1], chosen)
+    assert result.metrics["retrieval_cv"]["options"] == estimates[-1][0]
 
 
 @pytest.mark.data

@@ -23,7 +23,7 @@ from picsearch.models.export import Exported
 from picsearch.models.layout import ImageLayout, params_from_json, params_to_json
 from picsearch.models.linear import fit_ridge, fit_scaler, restore_scaler, scale, scaler_arrays
 from picsearch.models.nn import SeededDropout, seeded_linear
-from picsearch.models.vectors import l2_normalize
+from picsearch.models.vectors import l2_normalize, unique_rows
 
 
 class Matcher(Protocol):
@@ -252,9 +252,9 @@ class CaptionTransferMatcher(_RawTextMixin, _MatcherBase):
 
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> CaptionTransferMatcher:
         pooled = self.layout.pooled_of(image_feats)
-        unique, inverse = np.unique(pooled, axis=0, return_inverse=True)
+        unique, inverse = unique_rows(pooled)
         captions = np.zeros((len(unique), text_feats.shape[1]), dtype=np.float64)
-        np.add.at(captions, inverse.ravel(), l2_normalize(text_feats))
+        np.add.at(captions, inverse, l2_normalize(text_feats))
         self.center_ = unique.mean(axis=0).astype(np.float32)
         self.gallery_ = l2_normalize(unique - self.center_)
         self.captions_ = l2_normalize(captions)
@@ -282,10 +282,10 @@ class ImageTransferMatcher(_MatcherBase):
 
     def fit(self, image_feats: np.ndarray, text_feats: np.ndarray) -> ImageTransferMatcher:
         pooled = self.layout.pooled_of(image_feats)
-        self.center_ = np.unique(pooled, axis=0).mean(axis=0).astype(np.float32)
-        texts, inverse = np.unique(text_feats, axis=0, return_inverse=True)
+        self.center_ = unique_rows(pooled)[0].mean(axis=0).astype(np.float32)
+        texts, inverse = unique_rows(text_feats)
         images = np.zeros((len(texts), pooled.shape[1]), dtype=np.float64)
-        np.add.at(images, inverse.ravel(), self.embed_image(image_feats))
+        np.add.at(images, inverse, self.embed_image(image_feats))
         self.captions_, self.images_ = l2_normalize(texts), l2_normalize(images)
         return self
 

@@ -6,6 +6,7 @@ from typing import Iterator
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator
 
 from picsearch.models.export import Exported, nest, unnest
@@ -13,7 +14,7 @@ from picsearch.models.lgbm import fit_lgbm
 from picsearch.models.matching import Matcher, MatcherFactory, MatcherMemo, fit_matchers, restore_matcher
 from picsearch.models.splits import grouped_folds
 from picsearch.models.trainset import TrainingSet
-from picsearch.models.vectors import rowwise_cosine, top_k_mean
+from picsearch.models.vectors import rowwise_cosine, top_k_mean, unique_rows
 
 QUERY_REFERENCE_KS: tuple[int | None, ...] = (1, 10, None)
 """Yardsticks of a query's relative similarity: its mean similarity to its closest training image, to its 10
@@ -48,7 +49,7 @@ class MatchingHead(BaseEstimator):
         features = np.zeros((len(pairs), (1 + len(self.reference_ks)) * len(self.matchers)), dtype=np.float32)
         for held_out, matchers, references in self.inner_matchers(data):
             test_rows = pairs["image"].isin(held_out).to_numpy()
-            features[test_rows] = self._features(matchers, references, *data.pair_feats(pairs[test_rows]))
+            features[test_rows] = self._pair_features(matchers, references, data, pairs[test_rows])
         y, w = pairs["target"].to_numpy(np.float32), pairs["weight"].to_numpy(np.float32)
         # Every feature grows with the similarity: monotone increasing keeps the score's order within a query sane.
         monotone = [1] * features.shape[1]
@@ -79,14 +80,25 @@ class MatchingHead(BaseEstimator):
         images = {name: matcher.embed_image(image_feats) for name, matcher in matchers.items()}
         return self._embedded_features(matchers, references, images, text_feats)
 
+    def _pair_features(
+        self, matchers: dict[str, Matcher], references: dict[str, np.ndarray], data: TrainingSet, frame: pd.DataFrame
+    ) -> np.ndarray:
+        """:meth:`_features` of a table's (image, query_id) rows, each distinct image and text embedded once: a
+        training image has many rows, and crowd rows repeat it dozens of times."""
+        image_of_row, image_names = pd.factorize(frame["image"])
+        query_of_row, query_ids = pd.factorize(frame["query_id"])
+        image_feats = data.images(image_names)
+        images = {name: matcher.embed_image(image_feats) for name, matcher in matchers.items()}
+        return self._cell_features(matchers, references, images, data.texts(query_ids), image_of_row, query_of_row)
+
     def _embedded_features(
         self, matchers: dict[str, Matcher], references: dict[str, np.ndarray], images: dict[str, np.ndarray],
         text_feats: np.ndarray,
     ) -> np.ndarray:
         # Rows repeat queries (a search scores one query against many images): embed each distinct one once.
-        queries, query_of_row = np.unique(text_feats, axis=0, return_inverse=True)
+        queries, query_of_row = unique_rows(text_feats)
         rows = np.arange(len(next(iter(images.values()))))
-        return self._cell_features(matchers, references, images, queries, rows, query_of_row.ravel())
+        return self._cell_features(matchers, references, images, queries, rows, query_of_row)
 
     def _cell_features(
         self, matchers: dict[str, Matcher], references: dict[str, np.ndarray], images: dict[str, np.ndarray],
@@ -97,7 +109,7 @@ class MatchingHead(BaseEstimator):
         columns = []
         for name, matcher in matchers.items():
             texts = matcher.embed_text(text_feats)
-            sims = rowwise_cosine(images[name][image_of_row], texts[query_of_row])
+            sims = rowwise_cosine(images[name], texts, image_of_row, query_of_row)
             to_references = texts @ references[name].T
             columns.append(sims)
             columns += [sims - top_k_mean(to_references, k)[query_of_row] for k in self.reference_ks]

@@ -1,9 +1,16 @@
-"""Training-time benchmark: what `train`'s parallel fits and seeded dropout buy, against the old way, in one run.
+"""Training-time benchmark: what `train`'s parallel fits and faster kernels buy, against the old way, in one run.
 
 ``python -m picsearch.bench.train_time [--data DIR] [--cache DIR] [--model matching_head] [--workers 2] [--json]``
 
-1. **Dropout** on a batch as the two-tower matcher sees it (256 rows × the width of its image input):
-   ``torch.nn.Dropout`` (the baseline) against :class:`~picsearch.models.nn.SeededDropout`, ms per call.
+1. **Kernels** `train` runs thousands of times, the library's way (the baseline) against the project's, ms per
+   call on the shapes of the real data:
+   - dropout on a batch as the two-tower matcher sees it (256 rows × the width of its image input):
+     ``torch.nn.Dropout`` against :class:`~picsearch.models.nn.SeededDropout`;
+   - an AdamW step on the two-tower's parameters: torch's default against the fused one (:func:`~picsearch.models.nn.adamw`);
+   - the distinct rows of 5,000 vectors of the pooled width (1,000 distinct): ``np.unique(axis=0)`` against
+     :func:`~picsearch.models.vectors.unique_rows`;
+   - the beta-binomial log pmf of 6,000 queries' beat counts: ``scipy.stats.betabinom`` against
+     :func:`~picsearch.models.retrieval_cv.betabinom_logpmf`.
 2. **Grouped CV** of one candidate on the real training set (the 5 folds by image `train` uses): the folds fitted
    one after another (the baseline) against ``--workers`` fits at once on threads, one compute thread each, and
    once more with the first run's :class:`~picsearch.models.matching.MatcherMemo` (what `train`'s other
@@ -23,14 +30,17 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy import stats
 from rich.console import Console
 from rich.table import Table
 
 from picsearch.bench.common import load_features, training_set
 from picsearch.models.evaluate import collect_cv, cross_validate, start_fits
-from picsearch.models.nn import SeededDropout
+from picsearch.models.nn import SeededDropout, adamw
+from picsearch.models.retrieval_cv import betabinom_logpmf
 from picsearch.models.selection import candidate_models
 from picsearch.models.splits import grouped_folds
+from picsearch.models.vectors import unique_rows
 from picsearch.runtime import available_cpus, set_threads
 
 
@@ -42,15 +52,46 @@ def _ms_per_call(run: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - start) / calls * 1000
 
 
-def bench_dropout(width: int, rows: int = 256, p: float = 0.2, calls: int = 40) -> dict[str, float]:
-    """ms per call of torch's dropout and of :class:`SeededDropout` on a (rows, width) batch, interleaved."""
-    batch = torch.randn(rows, width)
-    torch_dropout, seeded = torch.nn.Dropout(p), SeededDropout(p, seed=0)
-    times: dict[str, list[float]] = {"torch.nn.Dropout": [], "SeededDropout": []}
-    for _ in range(4):  # alternate, so a load swing on a shared machine hits both alike
-        times["torch.nn.Dropout"].append(_ms_per_call(lambda: torch_dropout(batch), calls // 4))
-        times["SeededDropout"].append(_ms_per_call(lambda: seeded(batch), calls // 4))
+def _interleaved_ms(runs: dict[str, Callable[[], object]], calls: int) -> dict[str, float]:
+    """Median ms per call of each run, alternated in four rounds so that a load swing on a shared machine hits
+    them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(4):
+        for name, run in runs.items():
+            times[name].append(_ms_per_call(run, max(1, calls // 4)))
     return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def _adamw_steps(width: int, dim: int = 256, text_width: int = 768) -> dict[str, Callable[[], object]]:
+    """One AdamW step on the two-tower's parameter shapes, torch's default and the project's."""
+    def stepper(optimizer: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]) -> Callable[[], object]:
+        params = [torch.nn.Parameter(torch.randn(*shape)) for shape in ((dim, width), (dim,), (dim, text_width), (dim,))]
+        for param in params:
+            param.grad = torch.randn_like(param)
+        return optimizer(params).step
+
+    return {"torch.optim.AdamW": stepper(lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=1e-2)),
+            "adamw (fused)": stepper(lambda p: adamw(p, lr=1e-3, weight_decay=1e-2))}
+
+
+def bench_kernels(width: int, pooled: int, rows: int = 256, calls: int = 40) -> dict[str, dict[str, float]]:
+    """Per kernel of the module docstring: ms per call of the baseline and of the project's version (in that
+    order), interleaved."""
+    rng = np.random.default_rng(0)
+    batch, p = torch.randn(rows, width), 0.2
+    torch_dropout, seeded = torch.nn.Dropout(p), SeededDropout(p, seed=0)
+    vectors = rng.normal(size=(1000, pooled)).astype(np.float32)[rng.integers(0, 1000, 5000)]
+    beats, pool = rng.integers(0, 150, 6000), rng.integers(150, 200, 6000)
+    runs = {
+        "dropout": {"torch.nn.Dropout": lambda: torch_dropout(batch), "SeededDropout": lambda: seeded(batch)},
+        "AdamW step": _adamw_steps(width),
+        "distinct rows": {"np.unique(axis=0)": lambda: np.unique(vectors, axis=0, return_inverse=True),
+                          "unique_rows": lambda: unique_rows(vectors)},
+        "beta-binomial log pmf": {"scipy.stats.betabinom": lambda: stats.betabinom.logpmf(beats, pool, 0.5, 30.0),
+                                  "betabinom_logpmf": lambda: betabinom_logpmf(beats, pool, 0.5, 30.0)},
+    }
+    slow = {"distinct rows": max(4, calls // 10)}  # np.unique takes most of a second
+    return {kernel: _interleaved_ms(pair, slow.get(kernel, calls)) for kernel, pair in runs.items()}
 
 
 def bench_cv(data_dir: str | None, cache: Path, model: str, workers: int) -> dict[str, float]:
@@ -73,7 +114,8 @@ def bench_cv(data_dir: str | None, cache: Path, model: str, workers: int) -> dic
     return {"sequential_s": sequential, "parallel_s": seconds["fresh"], "speedup": sequential / seconds["fresh"],
             "parallel_memo_s": seconds["same memo"], "speedup_memo": sequential / seconds["same memo"],
             "workers": workers, "max_prediction_difference": max(differences.values()),
-            "width": encoders.layout.inputs(feats.image_vectors[:1]).shape[1]}
+            "width": encoders.layout.inputs(feats.image_vectors[:1]).shape[1],
+            "pooled": encoders.layout.pooled[1] - encoders.layout.pooled[0]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,16 +128,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     set_threads(1)
     cv = bench_cv(args.data, Path(args.cache), args.model, args.workers)
-    dropout = bench_dropout(cv["width"])
+    kernels = bench_kernels(cv["width"], cv["pooled"])
     if args.json:
-        print(json.dumps({"dropout_ms": dropout, "cv": cv}))
+        print(json.dumps({"kernels_ms": kernels, "cv": cv}))
         return
     console = Console()
-    table = Table(title=f"dropout on a (256, {cv['width']}) batch, 1 thread")
-    for column in ("layer", "ms per call", "speed-up vs torch.nn.Dropout"):
+    table = Table(title=f"kernels of train, 1 thread (input width {cv['width']}, pooled width {cv['pooled']})")
+    for column in ("kernel", "baseline", "ms", "project's", "ms", "speed-up"):
         table.add_column(column)
-    for name, ms in dropout.items():
-        table.add_row(name, f"{ms:.2f}", f"{dropout['torch.nn.Dropout'] / ms:.2f}x")
+    for kernel, times in kernels.items():
+        (baseline, baseline_ms), (ours, ms) = times.items()
+        table.add_row(kernel, baseline, f"{baseline_ms:.2f}", ours, f"{ms:.2f}", f"{baseline_ms / ms:.2f}x")
     console.print(table)
     table = Table(title=f"grouped CV of {args.model}, 5 folds, 1 compute thread per fit")
     for column in ("fits", "wall s", "speed-up vs one after another", "max |Δ prediction|"):

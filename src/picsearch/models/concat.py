@@ -15,7 +15,7 @@ from picsearch.models.export import Exported
 from picsearch.models.layout import ImageLayout, params_from_json, params_to_json
 from picsearch.models.lgbm import fit_lgbm
 from picsearch.models.linear import fit_ridge, fit_scaler, restore_scaler, scale, scaler_arrays
-from picsearch.models.nn import SeededDropout, seeded_linear
+from picsearch.models.nn import SeededDropout, adamw, seeded_linear
 from picsearch.models.trainset import TrainingSet
 
 
@@ -85,7 +85,7 @@ class ConcatMLP(BaseEstimator):
         )
         inputs, targets = torch.from_numpy(scale(self.scaler_, x)), torch.from_numpy(y)
         weights = torch.from_numpy(w / w.mean())
-        optimizer = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = adamw(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         for _ in range(self.epochs):
             order = torch.randperm(len(inputs), generator=generator)
             for start in range(0, len(inputs), 128):

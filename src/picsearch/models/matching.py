@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator
 from picsearch.models.export import Exported
 from picsearch.models.layout import ImageLayout, params_from_json, params_to_json
 from picsearch.models.linear import fit_ridge, fit_scaler, restore_scaler, scale, scaler_arrays
-from picsearch.models.nn import SeededDropout, seeded_linear
+from picsearch.models.nn import SeededDropout, adamw, seeded_linear
 from picsearch.models.vectors import l2_normalize, unique_rows
 
 
@@ -187,7 +187,7 @@ class TwoTowerMatcher(_MatcherBase):
         text_proj = seeded_linear(texts.shape[1], self.dim, generator)
         dropout = SeededDropout(self.dropout, self.seed)
         params = [*image_proj.parameters(), *text_proj.parameters()]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = adamw(params, lr=self.lr, weight_decay=self.weight_decay)
         for _ in range(self.epochs):
             order = torch.randperm(len(images), generator=generator)
             for start in range(0, len(images), self.batch_size):

@@ -105,15 +105,15 @@ def train_models(
         # The default data is the likely choice (the rule keeps the first option unless another is clearly
         # better), so its refit and retrieval estimate run while the other options are cross-validated; they are
         # redone only if another option wins.
-        refits = {default: pool.submit(candidates[selected]().fit, data)}
+        default_refit = pool.submit(candidates[selected]().fit, data)
         variants = {
             name: TRAINING_DATA_OPTIONS[name].build(dataset, feats, encoders.layout) for name in config.data_options[1:]
         }
         variant_fits = {
             name: start_fits(candidates[selected], variant, folds, pool) for name, variant in variants.items()
         }
-        estimates = {default: retrieval_cv(data, retrieval_queries(dataset, data), folds, cv[selected].models,
-                                           factories, step)}
+        default_estimate = retrieval_cv(data, retrieval_queries(dataset, data), folds, cv[selected].models,
+                                        factories, step)
         options = {default: (data, cv[selected])}
         for name, variant in variants.items():
             options[name] = variant, collect_cv(
@@ -122,12 +122,13 @@ def train_models(
         metrics["training_data_options"] = {name: result.summary() for name, (_, result) in options.items()}
         data_name = lowest_rmse(metrics["training_data_options"], config.folds)
         data, selected_cv = options[data_name]
-        scorer_fit = refits.get(data_name) or pool.submit(candidates[selected]().fit, data)
-        if data_name not in estimates:
-            estimates[data_name] = retrieval_cv(
+        if data_name == default:
+            scorer_fit, (retrieval, joint_name) = default_refit, default_estimate
+        else:
+            scorer_fit = pool.submit(candidates[selected]().fit, data)
+            retrieval, joint_name = retrieval_cv(
                 data, retrieval_queries(dataset, data), folds, selected_cv.models, factories, lambda _: None
             )
-        retrieval, joint_name = estimates[data_name]
         metrics["retrieval_cv"] = {
             "joint": joint_name, "candidates": RERANK_CANDIDATES, "gallery_size": SELECTION_SIZE,
             "gallery_sizes": list(GALLERY_SIZES), "options": retrieval,

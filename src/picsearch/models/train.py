@@ -87,18 +87,25 @@ def train_models(
         bar.set_postfix_str(label)
         bar.update(1)
 
-    metrics: dict[str, Any] = {"models": {}}
+    metrics: dict[str, Any] = {}
     cv: dict[str, CVResult] = {}
     with worker_pool(config.workers, "fit") as pool:
         child_fit = pool.submit(fit_child_detector, dataset, feats, encoders.layout)
+        # Candidates are listed simplest first, and the last are the slowest to fit: started first, their fits are
+        # not left running alone at the end. The summaries keep the listed order, which the rule ranks by.
         started = {
             name: (start_fits(factory, data, folds, pool), start_fits(factory, data, [holdout], pool))
-            for name, factory in candidates.items()
+            for name, factory in reversed(candidates.items())
         }
+        held_out_rmse = {}
         for name, (fold_fits, holdout_fit) in started.items():
             cv[name] = collect_cv(fold_fits, data, dataset.expert, folds, on_fold=lambda n=name: step(n))
             held = collect_cv(holdout_fit, data, dataset.expert, [holdout], on_fold=lambda n=name: step(n))
-            metrics["models"][name] = {**cv[name].summary(), "rmse_holdout": held.folds[0]["rmse"]}
+            held_out_rmse[name] = held.folds[0]["rmse"]
+        cv = {name: cv[name] for name in candidates}
+        metrics["models"] = {
+            name: {**result.summary(), "rmse_holdout": held_out_rmse[name]} for name, result in cv.items()
+        }
         selected = lowest_rmse(metrics["models"], config.folds)
         metrics["selected"] = selected
         default = config.data_options[0]

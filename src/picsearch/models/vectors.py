@@ -16,8 +16,9 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 def unique_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of a 2-d array, in order of first appearance, and each row's index among them.
 
-    Rows are equal when their bytes are (as for ``np.unique(axis=0)``), found by hashing rather than sorting:
-    ``np.unique`` sorting rows of thousands of floats took 6% of `train`'s CPU time."""
+    Rows are equal when their bytes are, so 0.0 and -0.0 differ (``np.unique(axis=0)`` compares values): the
+    duplicates this finds are copies of one vector. Found by hashing rather than sorting: ``np.unique`` sorting
+    rows of thousands of floats took 6% of `train`'s CPU time."""
     vectors = np.ascontiguousarray(vectors)
     rows = vectors.view(np.dtype((np.void, vectors.dtype.itemsize * vectors.shape[1]))).ravel()
     inverse = pd.factorize(rows)[0]

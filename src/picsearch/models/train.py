@@ -7,9 +7,10 @@ the model card in :mod:`~picsearch.models.card`.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -32,7 +33,9 @@ from picsearch.models.selection import (
     TRAINING_DATA_OPTIONS, Encoders, candidate_models, joint_options, lowest_rmse, matcher_factories,
 )
 from picsearch.models.multilingual import train_text_map
+from picsearch.models.relevance import RelevanceModel
 from picsearch.models.splits import grouped_folds, grouped_holdout
+from picsearch.models.trainset import TrainingSet
 from picsearch.runtime import worker_pool
 from picsearch.storage import save_json, write_bytes
 
@@ -108,19 +111,27 @@ def train_models(
         }
         selected = lowest_rmse(metrics["models"], config.folds)
         metrics["selected"] = selected
+
+        def refit(option: TrainingSet) -> Future[RelevanceModel]:
+            return pool.submit(candidates[selected]().fit, option)
+
+        def estimate(
+            option: TrainingSet, fold_models: list[RelevanceModel], progress: Callable[[str], None] = step
+        ) -> tuple[dict[str, dict], str]:
+            return retrieval_cv(option, retrieval_queries(dataset, option), folds, fold_models, factories, progress)
+
         default = config.data_options[0]
         # The default data is the likely choice (the rule keeps the first option unless another is clearly
         # better), so its refit and retrieval estimate run while the other options are cross-validated; they are
         # redone only if another option wins.
-        default_refit = pool.submit(candidates[selected]().fit, data)
+        default_refit = refit(data)
         variants = {
             name: TRAINING_DATA_OPTIONS[name].build(dataset, feats, encoders.layout) for name in config.data_options[1:]
         }
         variant_fits = {
             name: start_fits(candidates[selected], variant, folds, pool) for name, variant in variants.items()
         }
-        default_estimate = retrieval_cv(data, retrieval_queries(dataset, data), folds, cv[selected].models,
-                                        factories, step)
+        default_estimate = estimate(data, cv[selected].models)
         options = {default: (data, cv[selected])}
         for name, variant in variants.items():
             options[name] = variant, collect_cv(
@@ -132,10 +143,7 @@ def train_models(
         if data_name == default:
             scorer_fit, (retrieval, joint_name) = default_refit, default_estimate
         else:
-            scorer_fit = pool.submit(candidates[selected]().fit, data)
-            retrieval, joint_name = retrieval_cv(
-                data, retrieval_queries(dataset, data), folds, selected_cv.models, factories, lambda _: None
-            )
+            scorer_fit, (retrieval, joint_name) = refit(data), estimate(data, selected_cv.models, lambda _: None)
         metrics["retrieval_cv"] = {
             "joint": joint_name, "candidates": RERANK_CANDIDATES, "gallery_size": SELECTION_SIZE,
             "gallery_sizes": list(GALLERY_SIZES), "options": retrieval,

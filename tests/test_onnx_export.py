@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -128,8 +129,46 @@ def test_int8_vectors_agree_with_float_and_do_not_depend_on_batch_mates(tiny: Pa
     vectors = model.encode(TEXTS)
     assert np.min(np.sum(reference * vectors, axis=1)) >= 0.99
     np.testing.assert_array_equal(np.concatenate([model.encode([text]) for text in TEXTS]), vectors)
-    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
-    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops and "MatMul" in ops  # FFN outputs stay float
+    nodes = onnx.load(str(int8)).graph.node
+    blockwise = [node.name for node in nodes if node.op_type == "MatMulNBits"]
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= {node.op_type for node in nodes}
+    assert len(blockwise) == 2 and all("/output/dense/" in name for name in blockwise)  # the tiny BERT's 2 FFNs
+
+
+@pytest.mark.parametrize(("flags", "exact"), [
+    ("fpu sse2 avx2 fma", False), ("avx2 avx512f avx512_vnni", True), ("avx2 avx_vnni", True),
+    ("amx_int8 avx2", True),
+])
+def test_signed_int8_weights_only_where_the_cpu_sums_them_exactly(tmp_path: Path, flags: str, exact: bool) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert onnx_export.exact_signed_int8(cpuinfo) is exact
+    assert onnx_export.exact_signed_int8(tmp_path / "missing") is False
+
+
+def test_the_int8_recipe_names_the_weights_type_the_cpu_gets(monkeypatch) -> None:
+    configs = {}
+    for exact in (True, False):
+        monkeypatch.setattr(onnx_export, "exact_signed_int8", lambda: exact)
+        configs[exact] = onnx_export.quantize_config()
+    # so a graph made for one CPU is not reused on the other
+    assert "u8s8" in configs[True] and "u8u8" in configs[False]
+
+
+def test_quantizing_prints_nothing_and_leaves_the_root_logger_as_it_was(tiny: Path, tmp_path: Path) -> None:
+    # a fresh process: under pytest the root logger already has a handler, so basicConfig would do nothing
+    code = (
+        "import logging, sys; from pathlib import Path; from picsearch.encoders import onnx_export as ox; "
+        "root = logging.getLogger(); tiny = Path(sys.argv[1]); "
+        "ox.cached_int8(ox.cached_onnx(tiny, 'tiny', cache=Path(sys.argv[2])), tiny); "
+        "print(len(root.handlers), root.level); logging.info('not shown')"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-c", code, str(tiny), str(tmp_path)]
+    run = subprocess.run(command, capture_output=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    assert run.stdout.decode().split() == ["0", str(logging.WARNING)]
+    assert "INFO" not in run.stderr.decode() and "not shown" not in run.stderr.decode()
 
 
 def test_the_int8_graph_is_reused_and_redone_when_the_float_graph_changes(tmp_path: Path, monkeypatch) -> None:

@@ -23,6 +23,9 @@ INDEX_FILE, KEYS_FILE, PARAMS_FILE = "ann.faiss", "ann.keys.npy", "ann.json"
 TRAIN_PER_CELL = 64  # k-means sample per cell
 MIN_CELL = 39  # FAISS's k-means wants at least this many points a cell
 MAX_TRAIN = 200_000
+# Candidates re-scored exactly; each costs a decode of its joint row's codes. In bench.search at 100k photos,
+# 200 against 1000: retrieval 4.4 against 9.5 ms p50, the same recall against exact (0.999 @10, 0.996 @100).
+REFINE = 200
 MISSING = -1  # FAISS's label for an empty result slot (the id ffffffffffffffff, odds 2^-64, is never found)
 
 
@@ -44,7 +47,7 @@ class FaissStore:
 
     def __init__(
         self, ids: Sequence[str], vectors: np.ndarray, nlist: int | None = None, nprobe: int | None = None,
-        pca_dim: int | None = None, refine: int = 1000,
+        pca_dim: int | None = None, refine: int = REFINE,
     ) -> None:
         self.all_ids = np.asarray(ids, dtype=str)
         self.vectors = vectors

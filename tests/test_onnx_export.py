@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,22 @@ def test_quantizing_prints_nothing_and_leaves_the_root_logger_as_it_was(tiny: Pa
     assert run.returncode == 0, run.stderr.decode()[-2000:]
     assert run.stdout.decode().split() == ["0", str(logging.WARNING)]
     assert "INFO" not in run.stderr.decode() and "not shown" not in run.stderr.decode()
+
+
+def test_a_concurrent_model_runs_texts_at_once_each_its_own_vector(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    graph = cached_onnx(tiny, "tiny", cache=tmp_path)
+    texts = TEXTS[:4]
+    serial = OnnxSentenceModel(tiny, graph, batch_size=1).encode(texts)
+    model = OnnxSentenceModel(tiny, graph, batch_size=1, concurrent=True)
+    monkeypatch.setattr(onnx_export, "model_workers", lambda: 2)
+    meet, run = threading.Barrier(2, timeout=20), model.session.run
+
+    def together(*args):
+        meet.wait()  # a run that no other joins fails here (BrokenBarrierError after the timeout)
+        return run(*args)
+
+    model.session.run = together
+    np.testing.assert_array_equal(model.encode(texts), serial)
 
 
 def test_the_int8_graph_is_reused_and_redone_when_the_float_graph_changes(tmp_path: Path, monkeypatch) -> None:

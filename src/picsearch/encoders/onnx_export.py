@@ -32,7 +32,7 @@ import torch
 
 from picsearch.config import models_dir
 from picsearch.encoders.base import SerialTokenizer
-from picsearch.runtime import compute_threads
+from picsearch.runtime import compute_threads, model_workers, worker_pool
 from picsearch.storage import file_sha256
 
 if TYPE_CHECKING:
@@ -325,12 +325,17 @@ class PooledNormalized(torch.nn.Module):
 
 
 class OnnxSentenceModel:
-    """Encodes texts with the exported graph: the model's own tokenizer, batches sorted by length."""
+    """Encodes texts with the exported graph: the model's own tokenizer, batches sorted by length.
 
-    def __init__(self, model_dir: Path, onnx_path: Path, batch_size: int = 64) -> None:
+    ``concurrent`` runs :func:`~picsearch.runtime.model_workers` batches at once (one per CPU when the entry
+    point gave each one compute thread), for an int8 graph, which must take one text a run: the queries a server
+    batches then use every CPU."""
+
+    def __init__(self, model_dir: Path, onnx_path: Path, batch_size: int = 64, concurrent: bool = False) -> None:
         self.transformer_dir, self.max_length = sentence_layout(model_dir)
         self.onnx_path = onnx_path
         self.batch_size = batch_size
+        self.concurrent = concurrent
 
     @cached_property
     def tokenizer(self):
@@ -346,13 +351,19 @@ class OnnxSentenceModel:
         """Texts -> (N, dim) float32 unit vectors, in input order."""
         texts = [str(text).strip() for text in texts]
         order = np.argsort([-len(text) for text in texts], kind="stable")
-        out: list[np.ndarray] = [np.empty(0)] * len(texts)
-        for start in range(0, len(texts), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            tokens = self.tokenizer(
-                [texts[i] for i in chunk], padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
-            )
-            feed = {name: tokens[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
-            for i, vector in zip(chunk, self.session.run(None, feed)[0]):
-                out[i] = vector
-        return np.stack(out).astype(np.float32)
+        batches = [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
+        workers = min(model_workers() if self.concurrent else 1, len(batches))
+        if workers > 1:
+            with worker_pool(workers, "encode") as pool:
+                vectors = list(pool.map(lambda batch: self._run([texts[i] for i in batch]), batches))
+        else:
+            vectors = [self._run([texts[i] for i in batch]) for batch in batches]
+        out = np.empty((len(texts), vectors[0].shape[1]), dtype=np.float32)
+        for batch, rows in zip(batches, vectors):
+            out[batch] = rows
+        return out
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        feed = {name: tokens[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
+        return self.session.run(None, feed)[0]

@@ -79,7 +79,7 @@ class SentenceEncoder:
             path = self.model_path()
             graph = cached_onnx(path, self.name, self.weights_digest())
             if self.backend == "onnx-int8":
-                return OnnxSentenceModel(path, cached_int8(graph, path), batch_size=1)
+                return OnnxSentenceModel(path, cached_int8(graph, path), batch_size=1, concurrent=True)
             return OnnxSentenceModel(path, graph, self.batch_size)
         from sentence_transformers import SentenceTransformer
 

@@ -76,7 +76,7 @@ def test_the_demo_trains_one_thread_a_fit_and_one_fit_a_cpu(tmp_path, monkeypatc
     assert seen == {"threads": 1, "workers": runtime.available_cpus()}
 
 
-@pytest.mark.parametrize("command, threads", [("train", 1), ("demo", 1), ("embed", None), ("index", None), ("search", None)])
+@pytest.mark.parametrize("command, threads", [("train", 1), ("demo", 1), ("index", 1), ("embed", None), ("search", None)])
 def test_commands_that_fit_models_on_workers_give_each_one_thread(command, threads, monkeypatch):
     from picsearch import runtime
 

@@ -20,9 +20,10 @@ app.add_typer(report_app, name="report")
 
 # train's models are small: one compute thread each and one fit per CPU (`runtime.model_workers`) beats every thread
 # inside one fit (`bench.train_time`); so does the demo, which trains, and which then also embeds one batch per CPU.
-# embed and index keep every thread for one batch: end to end, one batch per CPU is no faster for images and slower
-# for texts (`bench.embed --workers`). serve sets its own (`serve --threads`).
-ONE_THREAD = {"train", "demo"}
+# index, which embeds images only, too: one image batch per CPU was 1.19x faster on a 2-core VNNI machine and 0.98x
+# on an older one. embed keeps every thread for one batch: there one text batch per CPU was 1.00x and 0.76x
+# (`bench.embed --workers`). serve sets its own (`serve --threads`).
+ONE_THREAD = {"train", "demo", "index"}
 OWN_THREADS = {"serve"}
 
 
@@ -31,7 +32,10 @@ def compute_threads(
     ctx: typer.Context,
     threads: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Compute threads (torch, BLAS, ONNX Runtime); default one per CPU, 1 for train and demo."),
+        typer.Option(
+            min=1,
+            help="Compute threads (torch, BLAS, ONNX Runtime); default one per CPU, 1 for train, demo and index.",
+        ),
     ] = None,
 ) -> None:
     """Set the compute threads once, here, before any command runs a model."""

@@ -48,6 +48,11 @@ def fit_matchers(factories: dict[str, MatcherFactory], image_feats: np.ndarray, 
     return {name: make().fit(image_feats, text_feats) for name, make in factories.items()}
 
 
+def embed_images(matchers: dict[str, Matcher], image_feats: np.ndarray) -> dict[str, np.ndarray]:
+    """Each matcher's image vectors of ``image_feats``, by the matcher's name."""
+    return {name: matcher.embed_image(image_feats) for name, matcher in matchers.items()}
+
+
 class MatcherMemo:
     """:func:`fit_matchers` once per distinct input: the matchers of several models trained on the same positives.
 

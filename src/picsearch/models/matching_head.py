@@ -11,7 +11,9 @@ from sklearn.base import BaseEstimator
 
 from picsearch.models.export import Exported, nest, unnest
 from picsearch.models.lgbm import fit_lgbm
-from picsearch.models.matching import Matcher, MatcherFactory, MatcherMemo, fit_matchers, restore_matcher
+from picsearch.models.matching import (
+    Matcher, MatcherFactory, MatcherMemo, embed_images, fit_matchers, restore_matcher,
+)
 from picsearch.models.splits import grouped_folds
 from picsearch.models.trainset import TrainingSet
 from picsearch.models.vectors import rowwise_cosine, top_k_mean, unique_rows
@@ -71,13 +73,13 @@ class MatchingHead(BaseEstimator):
         fit = self.memo.fit if self.memo is not None else fit_matchers
         matchers = fit(self.matchers, *data.positive_feats())
         reference = data.images(data.positives["image"].unique())
-        return matchers, {name: matcher.embed_image(reference) for name, matcher in matchers.items()}
+        return matchers, embed_images(matchers, reference)
 
     def _features(
         self, matchers: dict[str, Matcher], references: dict[str, np.ndarray], image_feats: np.ndarray,
         text_feats: np.ndarray,
     ) -> np.ndarray:
-        images = {name: matcher.embed_image(image_feats) for name, matcher in matchers.items()}
+        images = embed_images(matchers, image_feats)
         return self._embedded_features(matchers, references, images, text_feats)
 
     def _pair_features(
@@ -88,7 +90,7 @@ class MatchingHead(BaseEstimator):
         image_of_row, image_names = pd.factorize(frame["image"])
         query_of_row, query_ids = pd.factorize(frame["query_id"])
         image_feats = data.images(image_names)
-        images = {name: matcher.embed_image(image_feats) for name, matcher in matchers.items()}
+        images = embed_images(matchers, image_feats)
         return self._cell_features(matchers, references, images, data.texts(query_ids), image_of_row, query_of_row)
 
     def _embedded_features(
@@ -117,7 +119,7 @@ class MatchingHead(BaseEstimator):
 
     def image_embeddings(self, image_feats: np.ndarray) -> dict[str, np.ndarray]:
         """Each fitted matcher's image vectors: all the head reads of an image."""
-        return {name: matcher.embed_image(image_feats) for name, matcher in self.matchers_.items()}
+        return embed_images(self.matchers_, image_feats)
 
     def predict_embedded(self, images: dict[str, np.ndarray], text_feats: np.ndarray) -> np.ndarray:
         """Scores of aligned rows from :meth:`image_embeddings` output (as an index stores them) and text vectors."""
@@ -146,7 +148,7 @@ class MatchingHead(BaseEstimator):
         """Scores of text ``q`` against images ``columns[q]``, shaped like ``columns``, in chunks of ``chunk``
         texts; ``fitted``: other (matchers, references) than the head's own, e.g. one of :meth:`inner_matchers`."""
         matchers, references = fitted or (self.matchers_, self.references_)
-        images = {name: matcher.embed_image(image_feats) for name, matcher in matchers.items()}
+        images = embed_images(matchers, image_feats)
         scores = np.empty(columns.shape)
         for start in range(0, len(text_feats), chunk):
             texts, rows = text_feats[start : start + chunk], columns[start : start + chunk]

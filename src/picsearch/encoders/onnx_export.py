@@ -23,7 +23,7 @@ import re
 import tempfile
 import warnings
 from contextlib import contextmanager
-from functools import cached_property, partial
+from functools import cache, cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -126,14 +126,18 @@ def cached_graph(name: str, weights: str, export: Callable[[Path], None], cache:
     return target
 
 
+@cache
 def exact_signed_int8(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether ONNX Runtime's u8s8 int8 kernel sums exactly on this CPU: x86 with VNNI or AMX. Without them (plain
-    AVX2) it adds pairs of products in saturating int16; a CPU whose flags cannot be read counts as without."""
+    AVX2) it adds pairs of products in saturating int16; a CPU whose flags cannot be read counts as without.
+
+    Read once a process, up to the first CPU's flags: every search start asks (through :func:`quantize_config`),
+    and on a many-core machine the whole file is long and slow to generate."""
     try:
-        lines = cpuinfo.read_text().splitlines()
+        with cpuinfo.open() as lines:
+            flags = next((line.partition(":")[2].split() for line in lines if line.startswith("flags")), [])
     except OSError:
         return False
-    flags = next((line.partition(":")[2].split() for line in lines if line.startswith("flags")), [])
     return not EXACT_INT8_DOT.isdisjoint(flags)
 
 

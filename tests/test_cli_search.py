@@ -76,12 +76,17 @@ def test_the_demo_trains_one_thread_a_fit_and_one_fit_a_cpu(tmp_path, monkeypatc
     assert seen == {"threads": 1, "workers": runtime.available_cpus()}
 
 
-@pytest.mark.parametrize("command, threads", [("train", 1), ("demo", 1), ("index", 1), ("embed", None), ("search", None)])
-def test_commands_that_fit_models_on_workers_give_each_one_thread(command, threads, monkeypatch):
+@pytest.mark.parametrize("command, threads, bf16_threads", [
+    ("train", 1, 1), ("demo", 1, 1), ("index", 1, 1), ("embed", None, 1), ("search", None, None),
+])
+def test_commands_that_fit_models_on_workers_give_each_one_thread(command, threads, bf16_threads, monkeypatch):
     from picsearch import runtime
+    from picsearch.encoders import sentence
 
-    asked = []
-    monkeypatch.setattr(runtime, "set_threads", asked.append)
-    result = CliRunner().invoke(app, [command, "--help"])
-    assert result.exit_code == 0, result.output
-    assert asked == [threads]
+    for flags, expected in (("avx2 avx512_vnni", threads), ("avx2 amx_bf16", bf16_threads)):
+        asked = []
+        monkeypatch.setattr(runtime, "set_threads", asked.append)
+        monkeypatch.setattr(sentence, "cpu_flags", lambda: frozenset(flags.split()))
+        result = CliRunner().invoke(app, [command, "--help"])
+        assert result.exit_code == 0, result.output
+        assert asked == [expected], flags

@@ -42,9 +42,9 @@ def test_registry_names() -> None:
     with pytest.raises(ValueError, match="takes as source only a runtime, onnx or torch"):
         get_image_encoder("effnet-lite0:/some/folder")
     assert get_image_encoder("effnet-lite0+lite2:torch").large.backend == "torch"
-    assert get_text_encoder("mpnet").backend == "onnx" and get_text_encoder("mpnet:onnx-int8").backend == "onnx-int8"
+    assert get_text_encoder("mpnet:onnx").backend == "onnx" and get_text_encoder("mpnet:onnx-int8").backend == "onnx-int8"
     assert [query_encoder_name(n) for n in ("mpnet", "mpnet:torch", "minilm")] == ["mpnet:onnx-int8", "mpnet:torch", "minilm"]
-    assert get_text_encoder("minilm").backend == "onnx" and get_text_encoder("minilm:torch").backend == "torch"
+    assert get_text_encoder("minilm:onnx").backend == "onnx" and get_text_encoder("minilm:torch").backend == "torch"
     with pytest.raises(ValueError, match="'minilm' takes as source only a runtime, onnx or torch"):
         get_text_encoder("minilm:onnx-int8")  # its int8 graph was never measured
 

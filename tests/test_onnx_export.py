@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from hub_models import build_bert
-from picsearch.encoders import onnx_export
+from picsearch.encoders import base, onnx_export
 from picsearch.encoders.onnx_export import OnnxSentenceModel, cached_int8, cached_onnx, sentence_layout
 from picsearch.encoders.sentence import SentenceEncoder
 
@@ -138,13 +138,11 @@ def test_int8_vectors_agree_with_float_and_do_not_depend_on_batch_mates(tiny: Pa
 
 @pytest.mark.parametrize(("flags", "exact"), [
     ("fpu sse2 avx2 fma", False), ("avx2 avx512f avx512_vnni", True), ("avx2 avx_vnni", True),
-    ("amx_int8 avx2", True),
+    ("amx_int8 avx2", True), ("", False),
 ])
-def test_signed_int8_weights_only_where_the_cpu_sums_them_exactly(tmp_path: Path, flags: str, exact: bool) -> None:
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
-    assert onnx_export.exact_signed_int8(cpuinfo) is exact
-    assert onnx_export.exact_signed_int8(tmp_path / "missing") is False
+def test_signed_int8_weights_only_where_the_cpu_sums_them_exactly(monkeypatch, flags: str, exact: bool) -> None:
+    monkeypatch.setattr(onnx_export, "cpu_flags", lambda: frozenset(flags.split()))
+    assert onnx_export.exact_signed_int8() is exact
 
 
 def test_the_int8_recipe_names_the_weights_type_the_cpu_gets(monkeypatch) -> None:
@@ -177,7 +175,7 @@ def test_a_concurrent_model_runs_texts_at_once_each_its_own_vector(tiny: Path, t
     texts = TEXTS[:4]
     serial = OnnxSentenceModel(tiny, graph, batch_size=1).encode(texts)
     model = OnnxSentenceModel(tiny, graph, batch_size=1, concurrent=True)
-    monkeypatch.setattr(onnx_export, "model_workers", lambda: 2)
+    monkeypatch.setattr(base, "model_workers", lambda: 2)
     meet, run = threading.Barrier(2, timeout=20), model.session.run
 
     def together(*args):

@@ -50,3 +50,11 @@ def test_worker_pool_drops_the_calls_not_started_on_an_error() -> None:
         pass
     release.set()
     assert ran == []
+
+
+def test_cpu_flags_are_the_first_cpus_and_empty_where_unreadable(tmp_path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\nflags\t\t: fpu sse2\n")
+    assert runtime.cpu_flags(cpuinfo) == {"fpu", "avx2", "amx_bf16"}
+    assert runtime.cpu_flags(tmp_path / "missing") == frozenset()
+    assert runtime.cpu_flags(tmp_path / "missing") is runtime.cpu_flags(tmp_path / "missing")  # read once

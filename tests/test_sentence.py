@@ -129,3 +129,15 @@ def test_mpnet_int8_agrees_with_float_on_training_captions(real_data: Path) -> N
 
     rows = bench_backends("mpnet", ["onnx", "onnx-int8"], caption_sample(load_dataset(real_data).train, 60))
     assert rows["onnx-int8"]["min_cosine"] >= 0.99
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_mpnet_in_bf16_agrees_with_float_on_a_batch_of_training_captions(real_data: Path) -> None:
+    from picsearch.bench.quantize import caption_sample
+    from picsearch.data import load_dataset
+    from picsearch.encoders.sentence import MPNetTextEncoder
+
+    texts = caption_sample(load_dataset(real_data).train, 60)
+    bf16, onnx = MPNetTextEncoder(backend="torch-bf16").encode(texts), MPNetTextEncoder(backend="onnx").encode(texts)
+    assert np.min(np.sum(bf16 * onnx, axis=1)) >= 0.999

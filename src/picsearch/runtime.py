@@ -9,6 +9,8 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
 from typing import Iterator
 
 _threads: int | None = None
@@ -18,6 +20,18 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 def available_cpus() -> int:
     """CPUs this process may run on (the container may hide some that ``os.cpu_count`` reports)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@cache
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The first CPU's feature flags in ``cpuinfo`` (empty where it cannot be read, e.g. off Linux), which decide
+    the fastest exact kernels for a model. Read once a process, up to the first CPU's flags: every search start
+    asks, and on a many-core machine the whole file is long and slow to generate."""
+    try:
+        with cpuinfo.open() as lines:
+            return frozenset(next((line.partition(":")[2].split() for line in lines if line.startswith("flags")), []))
+    except OSError:
+        return frozenset()
 
 
 def set_threads(threads: int | None = None) -> int:

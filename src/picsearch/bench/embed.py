@@ -2,13 +2,14 @@
 
 Prints one Markdown table: images/s end to end (hash, decode, preprocess, forward, cache write,
 through :func:`picsearch.features.embed_images` into an empty cache) and forward-only (best of 2), texts/s
-for the text encoders on PyTorch and on ONNX Runtime (the ratio between them), peak resident memory so far, floating-point operations per item (counted
-by ``torch.utils.flop_counter``) and the share of this CPU's peak, estimated in the same run
-from a large float32 matmul (the baseline; a share of 1.0 means matmul speed).
+for the text encoders on PyTorch, on ONNX Runtime and on PyTorch in bfloat16 (each against PyTorch), peak resident
+memory so far, floating-point operations per item (counted by ``torch.utils.flop_counter``) and the share of this
+CPU's peak, estimated in the same run from a large float32 matmul (the baseline; a share of 1.0 means matmul speed).
 
-``--workers`` prints another table instead: the default encoders end to end into an empty cache (images, then
-the texts), with the CPUs used three ways: one model call at a time on every thread (the baseline), one call at a
-time on one thread, and one call per CPU at one thread each (what `demo` does; `embed` and `index` keep the baseline).
+``--workers`` prints another table instead: the default image encoder and both batch runtimes of the default
+text encoder (float32 ONNX Runtime and bfloat16) end to end into an empty cache, with the CPUs used three ways:
+one model call at a time on every thread (the baseline), one call at a time on one thread, and one call per CPU at
+one thread each (what `demo`, `train`, `index` and `embed` do).
 """
 
 from __future__ import annotations
@@ -114,11 +115,11 @@ def bench_image_backend(name: str, paths: list[Path], batch_size: int) -> Row:
 
 
 def bench_text_encoder(name: str, texts: list[str]) -> list[Row]:
-    """Texts/s of one text encoder on PyTorch (today's baseline) and on ONNX Runtime, in the same run
-    (forward includes tokenization; no cache). FLOPs are counted on the PyTorch run, for both."""
+    """Texts/s of one text encoder on PyTorch (the baseline), ONNX Runtime and PyTorch in bfloat16, in the same run
+    (forward includes tokenization; no cache). FLOPs are counted on the PyTorch run, for all."""
     rows = []
     flops = 0.0
-    for backend in ("torch", "onnx"):
+    for backend in ("torch", "onnx", "torch-bf16"):
         encoder = get_text_encoder(f"{name}:{backend}")
         encoder.encode(texts[:8])
         seconds = _seconds(lambda: encoder.encode(texts), REPEATS)
@@ -139,21 +140,24 @@ def worker_layouts() -> list[tuple[str, int, int]]:
 
 
 def bench_workers(paths: list[Path], texts: list[str], batch_size: int) -> str:
-    """Markdown table: images/s and texts/s of the default encoders, end to end, in each of :func:`worker_layouts`
-    (fresh encoders per layout, so their sessions take its thread count; models loaded beforehand)."""
-    lines = ["| layout | images/s | vs baseline | texts/s | vs baseline |", "|---|---:|---:|---:|---:|"]
-    base: tuple[float, float] | None = None
+    """Markdown table: images/s of the default image encoder and texts/s of the default text encoder's runtimes
+    (float32 ONNX Runtime, the baseline, and bfloat16), end to end, in each of :func:`worker_layouts` (fresh
+    encoders per layout, so their sessions take its thread count; models loaded beforehand)."""
+    runtimes = [f"{DEFAULT_TEXT_ENCODER}:{backend}" for backend in ("onnx", "torch-bf16")]
+    header = "| layout | images/s | vs baseline |" + "".join(f" texts/s {name} | vs baseline |" for name in runtimes)
+    lines = [header, "|---|" + "---:|" * (2 + 2 * len(runtimes))]
+    base: list[float] = []
     for label, threads, workers in worker_layouts():
         set_threads(threads)
-        images, text = get_image_encoder(DEFAULT_IMAGE_ENCODER), get_text_encoder(DEFAULT_TEXT_ENCODER)
+        images = get_image_encoder(DEFAULT_IMAGE_ENCODER)
         images.encode_arrays(np.stack([images.preprocess(read_image(paths[0]))]))
-        text.encode(texts[:8])
-        rates = (
-            len(paths) / _seconds(lambda: _embed_into_empty_cache(paths, images, batch_size, workers), REPEATS),
-            len(texts) / _seconds(lambda: _texts_into_empty_cache(texts, text, workers), REPEATS),
-        )
-        base = base or rates
-        lines.append(f"| {label} | {rates[0]:.1f} | {rates[0] / base[0]:.2f}x | {rates[1]:.1f} | {rates[1] / base[1]:.2f}x |")
+        rates = [len(paths) / _seconds(lambda: _embed_into_empty_cache(paths, images, batch_size, workers), REPEATS)]
+        for name in runtimes:
+            text = get_text_encoder(name)
+            text.encode(texts[:8])
+            rates.append(len(texts) / _seconds(lambda: _texts_into_empty_cache(texts, text, workers), REPEATS))
+        base = base or [rates[0]] + [rates[1]] * len(runtimes)
+        lines.append(f"| {label} |" + "".join(f" {rate:.1f} | {rate / b:.2f}x |" for rate, b in zip(rates, base)))
     return "\n".join(lines)
 
 
@@ -166,7 +170,7 @@ def table(rows: list[Row], peak_gflops: float) -> str:
     ]
     for row in rows:
         achieved = row.flops * row.forward / 1e9
-        before = next((r for r in rows if r.encoder == row.encoder.replace(":onnx", ":torch")), row)
+        before = next((r for r in rows if r.encoder == f"{row.encoder.partition(':')[0]}:torch"), row)
         lines.append(
             f"| {row.encoder} | {row.unit} | {row.end_to_end:.1f} | {row.forward:.1f} | {row.end_to_end / before.end_to_end:.2f}x "
             f"| {row.flops / 1e9:.3f} | {achieved:.1f} | {achieved / peak_gflops:.2f} | {row.peak_rss_mib:.0f} |"

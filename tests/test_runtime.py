@@ -58,3 +58,15 @@ def test_cpu_flags_are_the_first_cpus_and_empty_where_unreadable(tmp_path) -> No
     assert runtime.cpu_flags(cpuinfo) == {"fpu", "avx2", "amx_bf16"}
     assert runtime.cpu_flags(tmp_path / "missing") == frozenset()
     assert runtime.cpu_flags(tmp_path / "missing") is runtime.cpu_flags(tmp_path / "missing")  # read once
+
+
+def test_importing_picsearch_asks_openblas_to_stop_spinning_unless_told_otherwise() -> None:
+    import os
+
+    code = "import sys, picsearch, os; print('numpy' in sys.modules, os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split() == ["False", "4"]  # set before numpy (and so OpenBLAS) loads
+    env["OPENBLAS_THREAD_TIMEOUT"] = "20"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split() == ["False", "20"]

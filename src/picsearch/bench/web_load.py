@@ -5,7 +5,8 @@
 Starts the server (`picsearch serve`) in a child process on 127.0.0.1 and a free port, then runs
 phases of ``--clients`` concurrent HTTP clients (httpx, asyncio), each sending its next request as
 soon as the last one answered: ``/api/search`` for ``--seconds`` over a fixed mix of queries (one of
-them blocked by the policy) while one more client polls ``/healthz`` (health under load), then shorter phases
+them blocked by the policy) while one more client asks ``/healthz`` 20 times a second (health under load: a probe,
+not a second load), then shorter phases
 on cached thumbnails and ``/healthz`` alone (the server's floor). The search phase is run on three servers in
 the same run: micro-batched (the default), micro-batched with the LRU of query vectors (the mix repeats, so
 nearly every query is a hit), and one search at a time (``--max-batch 1``, today's pipeline before
@@ -36,6 +37,9 @@ from rich.table import Table
 
 HOST = "127.0.0.1"  # loopback only: the benchmark never listens on a network interface
 STARTUP_SECONDS = 180
+PROBE_PAUSE = 0.05
+"""Seconds between health probes under load: 20 a second, more often than load balancers ask. Asked back to back,
+the probe was itself a load: 470 requests/s, which took CPU from the searches it was meant to watch."""
 QUERIES = (
     "a dog runs through the water",
     "a black dog and a brown dog play in the grass",
@@ -82,8 +86,12 @@ class Phase:
         }
 
 
-async def _client(http: httpx.AsyncClient, urls: Callable[[], str], deadline: float, phase: Phase) -> None:
+async def _client(
+    http: httpx.AsyncClient, urls: Callable[[], str], deadline: float, phase: Phase, pause: float = 0.0
+) -> None:
+    """Requests one after another until ``deadline``, ``pause`` seconds apart (a probe) or back to back (a load)."""
     while time.perf_counter() < deadline:
+        await asyncio.sleep(pause)
         url = urls()
         start = time.perf_counter()
         try:
@@ -97,12 +105,14 @@ async def _client(http: httpx.AsyncClient, urls: Callable[[], str], deadline: fl
             phase.errors.append(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
 
 
-async def _load(base: str, name: str, urls: Callable[[], str], clients: int, seconds: float) -> Phase:
+async def _load(
+    base: str, name: str, urls: Callable[[], str], clients: int, seconds: float, pause: float = 0.0
+) -> Phase:
     phase = Phase(name, clients)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
         start = time.perf_counter()
-        await asyncio.gather(*(_client(http, urls, start + seconds, phase) for _ in range(clients)))
+        await asyncio.gather(*(_client(http, urls, start + seconds, phase, pause) for _ in range(clients)))
         phase.seconds = time.perf_counter() - start
     return phase
 
@@ -114,13 +124,13 @@ def load(base: str, name: str, paths: list[str], clients: int, seconds: float) -
 
 
 def load_with_health(base: str, name: str, paths: list[str], clients: int, seconds: float) -> tuple[Phase, Phase]:
-    """:func:`load`, and one more client polling ``/healthz`` meanwhile."""
+    """:func:`load`, and a health probe meanwhile: one more client asking ``/healthz`` every :data:`PROBE_PAUSE`."""
     cycle = itertools.cycle(paths)
 
     async def both() -> tuple[Phase, Phase]:
         return await asyncio.gather(
             _load(base, name, lambda: next(cycle), clients, seconds),
-            _load(base, f"/healthz during {name}", lambda: "/healthz", 1, seconds),
+            _load(base, f"/healthz during {name}", lambda: "/healthz", 1, seconds, PROBE_PAUSE),
         )
 
     return asyncio.run(both())

@@ -115,11 +115,12 @@ def translated_search(design: Design, queries: pd.DataFrame, text_feats: dict[st
         scored = {}
         for variant, per_fold in text_feats.items():
             feats = per_fold[fold][rows]
+            joint_texts = joint.embed_text(feats)
             ranks[variant].append(retrieval_ranks(
-                joint_images, joint.embed_text(feats), targets, candidates=RERANK_CANDIDATES,
+                joint_images, joint_texts, targets, candidates=RERANK_CANDIDATES,
                 rerank=lambda r, q, f=feats: model.predict(image_feats[r], f[q]),
             ))
-            sims, grid = joint.embed_text(feats) @ joint_images.T, score_grid(model, image_feats, feats)
+            sims, grid = joint_texts @ joint_images.T, score_grid(model, image_feats, feats)
             rng = np.random.default_rng([seed, fold])  # every variant draws the same sub-galleries
             small[variant].append(resampled_ranks(sims, gallery, SMALL_GALLERY, rng, rerank=grid).ravel())
             scored[variant] = feats

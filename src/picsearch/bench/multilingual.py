@@ -112,26 +112,23 @@ def translated_search(design: Design, queries: pd.DataFrame, text_feats: dict[st
         rows, targets = [position[q] for q in gallery.query_ids], gallery.targets
         image_feats = design.data.images(gallery.images)
         joint_images = joint.embed_image(image_feats)
-        scored = {}
+        sims, grids = {}, {}  # per variant: joint cosine and score of every query against every gallery image
         for variant, per_fold in text_feats.items():
             feats = per_fold[fold][rows]
             joint_texts = joint.embed_text(feats)
+            sims[variant] = joint_texts @ joint_images.T
+            grids[variant] = grid = score_grid(model, image_feats, feats)
             ranks[variant].append(retrieval_ranks(
-                joint_images, joint_texts, targets, candidates=RERANK_CANDIDATES,
-                rerank=lambda r, q, f=feats: model.predict(image_feats[r], f[q]),
+                joint_images, joint_texts, targets, candidates=RERANK_CANDIDATES, rerank=lambda r, q, g=grid: g[q, r],
             ))
-            sims, grid = joint_texts @ joint_images.T, score_grid(model, image_feats, feats)
             rng = np.random.default_rng([seed, fold])  # every variant draws the same sub-galleries
-            small[variant].append(resampled_ranks(sims, gallery, SMALL_GALLERY, rng, rerank=grid).ravel())
-            scored[variant] = feats
-        english_top = np.argsort(-(joint.embed_text(scored["en"]) @ joint_images.T), axis=1)[:, :RERANK_CANDIDATES]
-        for variant, feats in scored.items():
-            for q, target in enumerate(targets):
-                cand = np.append(english_top[q], target)
-                diff = np.abs(model.predict(image_feats[cand], feats[[q] * len(cand)])
-                              - model.predict(image_feats[cand], scored["en"][[q] * len(cand)]))
-                gaps[variant][0].append(diff[:-1].mean())
-                gaps[variant][1].append(diff[-1])
+            small[variant].append(resampled_ranks(sims[variant], gallery, SMALL_GALLERY, rng, rerank=grid).ravel())
+        english_top = np.argsort(-sims["en"], axis=1)[:, :RERANK_CANDIDATES]
+        cells = np.column_stack([english_top, targets])  # the English query's candidates, then the target
+        for variant, grid in grids.items():
+            diff = np.abs(np.take_along_axis(grid, cells, axis=1) - np.take_along_axis(grids["en"], cells, axis=1))
+            gaps[variant][0].extend(diff[:, :-1].mean(axis=1))
+            gaps[variant][1].extend(diff[:, -1])
     summary = {v: summarize(np.concatenate(r), digits=None) for v, r in ranks.items()}
     for variant, (cands, targets) in gaps.items():
         summary[variant].update(gap_candidates=float(np.mean(cands)), gap_target=float(np.mean(targets)))

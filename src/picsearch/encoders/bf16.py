@@ -35,4 +35,4 @@ class Bf16SentenceModel(SortedSentenceModel):
         tokens = self.tokens(texts, "pt")
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             vectors = self.network(tokens["input_ids"], tokens["attention_mask"])
-        return torch.nn.functional.normalize(vectors.float(), dim=1).numpy()
+        return vectors.float().numpy()  # pooled and normalized in float32 already: autocast keeps them there

@@ -24,14 +24,16 @@ from picsearch.encoders import (
     register_image_encoder,
     register_text_encoder,
 )
-from picsearch.encoders.preprocess import center_crop_resize, resize_center_crop, square_tiles
+from picsearch.encoders.preprocess import center_crop_resize, grid_squares, resize_center_crop, square_tiles
 
 DOG_CLASSES = slice(151, 281)  # ImageNet-1k: dog breeds, wolves, wild dogs, foxes
 CAT_CLASSES = slice(281, 286)  # ImageNet-1k: domestic cats
 
 
 def test_registry_names() -> None:
-    assert {"effnet-lite0", "effnet-lite2", "effnet-lite0+lite2", "clip", "resnet18"} <= set(IMAGE_ENCODERS)
+    assert {"effnet-lite0", "effnet-lite2", "effnet-lite0+lite2", "effnet-lite0+lite2+zoom", "clip", "resnet18"} <= set(
+        IMAGE_ENCODERS
+    )
     assert {"mpnet", "minilm", "clip", "bert"} <= set(TEXT_ENCODERS)
     assert isinstance(get_image_encoder("effnet-lite0"), ImageEncoder)  # weights load lazily: cheap
     assert isinstance(get_text_encoder("minilm"), TextEncoder)
@@ -109,6 +111,36 @@ def test_square_tiles_of_a_square_image_are_the_image() -> None:
     assert all(np.array_equal(np.asarray(tile), np.asarray(image)) for tile in tiles)
 
 
+@pytest.mark.parametrize("portrait", [False, True])
+def test_grid_squares_are_the_corners_zoomed_in(portrait: bool) -> None:
+    # a 100 x 60 photo: squares of 0.5 x 60 = 30 px, 2 rows x 3 columns at x 0, 35, 70 and y 0, 30
+    array = np.zeros((60, 100, 3), dtype=np.uint8)
+    array[:30, :30], array[30:, 70:], array[:30, 35:65] = 255, 128, 64
+    image = Image.fromarray(array.transpose(1, 0, 2) if portrait else array)
+    views = grid_squares(image, 15, 2, 3, 0.5, resample=Image.NEAREST)
+    assert len(views) == 6 and all(view.size == (15, 15) for view in views)
+    levels = [np.unique(np.asarray(view)).tolist() for view in views]
+    assert levels[0] == [255] and levels[1] == [64] and levels[-1] == [128]  # first row, then the second
+    assert levels[3] == [0]  # the bottom-left square (top-right for the portrait) is empty
+
+
+def test_zoomed_encoder_keeps_the_tiles_and_adds_the_zoomed_views_as_a_second_pooled_block() -> None:
+    plain, zoomed = get_image_encoder("effnet-lite0+lite2"), get_image_encoder("effnet-lite0+lite2+zoom")
+    assert zoomed.id != plain.id and zoomed.dim == 2 * 2560 + 1000
+    assert zoomed.fields == {"pooled": (0, 5120), "probs": (5120, 6120)}
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    views = zoomed.preprocess(photo)
+    assert views.shape == (7, 3, 260, 260)
+    np.testing.assert_array_equal(views[:3], plain.preprocess(photo))  # the same tiles first
+    per_view = np.arange(7)[:, None] + np.zeros((1, plain.dim), dtype=np.float32)  # view v's vector is all v
+    zoomed.encode_views = lambda batch: per_view[: len(batch)]
+    vector = zoomed.encode_arrays(views[None])[0]
+    assert vector.shape == (6120,)
+    np.testing.assert_array_equal(vector[:2560], 1.0)  # mean of the tiles 0, 1, 2
+    np.testing.assert_array_equal(vector[2560:5120], 4.5)  # mean of the zoomed views 3..6
+    np.testing.assert_array_equal(vector[5120:], 1.0)  # class probabilities: the tiles'
+
+
 def test_resize_center_crop_shortest_edge_then_centre() -> None:
     image = Image.new("RGB", (400, 200), (0, 0, 255))
     image.paste((255, 0, 0), (100, 0, 300, 200))  # after resize to 448x224 the red band is x 112..336
@@ -134,7 +166,7 @@ def dog_and_cat(real_data: Path) -> list[Image.Image]:
 
 @pytest.mark.data
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["effnet-lite0", "effnet-lite2", "effnet-lite0+lite2"])
+@pytest.mark.parametrize("name", ["effnet-lite0", "effnet-lite2", "effnet-lite0+lite2", "effnet-lite0+lite2+zoom"])
 def test_effnet_on_real_photos(name: str, dog_and_cat: list[Image.Image]) -> None:
     encoder = get_image_encoder(name)
     vectors = encoder.encode(dog_and_cat)

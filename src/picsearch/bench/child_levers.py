@@ -94,6 +94,7 @@ from picsearch.data import Dataset
 from picsearch.data.images import read_image
 from picsearch.encoders import DEFAULT_IMAGE_ENCODER, get_image_encoder
 from picsearch.encoders.effnet import FusedEfficientNetEncoder
+from picsearch.encoders.preprocess import grid_squares
 from picsearch.features.embed import dataset_features, embed_images
 from picsearch.index.desk import queue_order
 from picsearch.models.child import (
@@ -125,14 +126,7 @@ Scores = dict[str, np.ndarray]
 def zoom_views(image: Image.Image, size: int) -> list[Image.Image]:
     """A grid of :data:`ZOOM_ROWS` x :data:`ZOOM_COLUMNS` squares of half the shorter side (twice the tiles'
     resolution: small, distant children), evenly spaced so that together they cover the photo."""
-    width, height = image.size
-    side = min(width, height) / ZOOM_ROWS
-    boxes = []
-    for across in np.linspace(0, min(width, height) - side, ZOOM_ROWS):
-        for along in np.linspace(0, max(width, height) - side, ZOOM_COLUMNS):
-            x, y = (along, across) if width >= height else (across, along)
-            boxes.append((x, y, x + side, y + side))
-    return [image.resize((size, size), Image.BICUBIC, box=box) for box in boxes]
+    return grid_squares(image, size, ZOOM_ROWS, ZOOM_COLUMNS, 1 / ZOOM_ROWS)
 
 
 class ViewVectors:

@@ -30,16 +30,20 @@ def bench_dataset(explicit: str | os.PathLike | None) -> Dataset:
     return load_dataset(data_dir(explicit))
 
 
-def load_features(explicit: str | os.PathLike | None, cache: Path) -> tuple[Dataset, DatasetFeatures]:
-    """The dataset at :func:`data_dir` and its features by the default encoders, through the cache at ``cache``."""
+def load_features(
+    explicit: str | os.PathLike | None, cache: Path, image_encoder: str = DEFAULT_IMAGE_ENCODER
+) -> tuple[Dataset, DatasetFeatures]:
+    """The dataset at :func:`data_dir` and its features by ``image_encoder`` and the default text encoder,
+    through the cache at ``cache``."""
     dataset = bench_dataset(explicit)
-    return dataset, dataset_features(dataset, DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, cache)
+    return dataset, dataset_features(dataset, image_encoder, DEFAULT_TEXT_ENCODER, cache)
 
 
 def training_set(
-    dataset: Dataset, feats: DatasetFeatures, cache: Path, option: str = "expert", text_encoder: str = DEFAULT_TEXT_ENCODER
+    dataset: Dataset, feats: DatasetFeatures, cache: Path, option: str = "expert", text_encoder: str = DEFAULT_TEXT_ENCODER,
+    image_encoder: str = DEFAULT_IMAGE_ENCODER,
 ) -> tuple[Encoders, TrainingSet]:
-    """The encoders behind ``feats`` (``text_encoder`` made its text vectors) and the training set of ``option``
-    (a name in :data:`TRAINING_DATA_OPTIONS`), as `picsearch train` builds them."""
-    encoders = encoders_of(feats, DEFAULT_IMAGE_ENCODER, text_encoder, cache)
+    """The encoders behind ``feats`` (``image_encoder`` and ``text_encoder`` made its vectors) and the training set
+    of ``option`` (a name in :data:`TRAINING_DATA_OPTIONS`), as `picsearch train` builds them."""
+    encoders = encoders_of(feats, image_encoder, text_encoder, cache)
     return encoders, TRAINING_DATA_OPTIONS[option].build(dataset, feats, encoders.layout)

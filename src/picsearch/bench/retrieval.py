@@ -2,7 +2,7 @@
 without a full training run.
 
 ``python -m picsearch.bench.retrieval [--data DIR] [--cache DIR] [--option combined] [--model matching_head]
-[--queries-by ENCODER]``
+[--queries-by ENCODER] [--image-encoder NAME]``
 
 Cross-validates one relevance model on one training-data option (the same 5 folds by image as `train`), then
 runs :func:`~picsearch.models.retrieval_cv.retrieval_cv` on its fold models. Printed: the chosen joint space and
@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from picsearch.bench.common import load_features, training_set
-from picsearch.encoders import TextEncoder, get_text_encoder
+from picsearch.encoders import DEFAULT_IMAGE_ENCODER, TextEncoder, get_text_encoder
 from picsearch.models.evaluate import cross_validate
 from picsearch.models.retrieval_cv import retrieval_cv, retrieval_queries
 from picsearch.models.selection import TRAINING_DATA_OPTIONS, candidate_models, matcher_factories
@@ -42,11 +42,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--option", default="combined", choices=sorted(TRAINING_DATA_OPTIONS))
     parser.add_argument("--model", default="matching_head")
     parser.add_argument("--queries-by", default=None, help="also rank with the queries encoded by this text encoder")
+    parser.add_argument("--image-encoder", default=DEFAULT_IMAGE_ENCODER, help="image encoder of the features")
     args = parser.parse_args(argv)
     console = Console()
     cache = Path(args.cache)
-    dataset, feats = load_features(args.data, cache)
-    encoders, data = training_set(dataset, feats, cache, args.option)
+    dataset, feats = load_features(args.data, cache, args.image_encoder)
+    encoders, data = training_set(dataset, feats, cache, args.option, image_encoder=args.image_encoder)
     folds = grouped_folds(data.evaluation["image"], 5, 0)
     start = time.perf_counter()
     cv = cross_validate(candidate_models(encoders)[args.model], data, dataset.expert, folds)

@@ -42,6 +42,22 @@ def square_tiles(image: Image.Image, size: int, count: int = 3, resample: int = 
     return [image.resize((size, size), resample, box=box) for box in boxes]
 
 
+def grid_squares(
+    image: Image.Image, size: int, rows: int, columns: int, fraction: float, resample: int = Image.BICUBIC
+) -> list[Image.Image]:
+    """A grid of ``rows`` (across the shorter side) x ``columns`` (along the longer side) squares of ``fraction``
+    of the shorter side, evenly spaced from edge to edge (so that, large enough, together they cover the
+    photo), row by row, each resized to ``size`` x ``size``: views zoomed in ``1 / fraction`` times."""
+    width, height = image.size
+    side = min(width, height) * fraction
+    boxes = []
+    for across in np.linspace(0, min(width, height) - side, rows):
+        for along in np.linspace(0, max(width, height) - side, columns):
+            x, y = (along, across) if width >= height else (across, along)
+            boxes.append((x, y, x + side, y + side))
+    return [image.resize((size, size), resample, box=box) for box in boxes]
+
+
 def to_chw(image: Image.Image, mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
     """RGB image -> normalized float32 array (3, H, W); ``mean``/``std`` are on the 0..1 scale."""
     array = np.asarray(image, dtype=np.float32) / 255.0

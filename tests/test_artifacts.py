@@ -129,3 +129,64 @@ def test_a_scorer_of_raw_features_keeps_them_as_its_rerank_vectors(bundle: Relev
     np.testing.assert_array_equal(ridge.rerank_vectors(images), images.astype(np.float32))
     stored = ridge.score_stored(ridge.joint_image(images), ridge.rerank_vectors(images), texts)
     np.testing.assert_array_equal(stored, ridge.score(images, texts))
+
+
+@pytest.fixture(scope="module")
+def mapped_bundle(bundle: RelevanceBundle) -> RelevanceBundle:
+    """The bundle plus a second booster, learnt on noisy text vectors (as the map's would be)."""
+    rng = np.random.default_rng(3)
+    noisy = DATA.text_feats + rng.normal(scale=0.5, size=DATA.text_feats.shape).astype(np.float32)
+    return dataclasses.replace(bundle, mapped_scorer=bundle.scorer.with_booster_for(DATA, noisy))
+
+
+def test_mapped_rows_score_the_mean_of_both_boosters_and_the_others_the_scorer(mapped_bundle: RelevanceBundle) -> None:
+    images, texts = DATA.pair_feats(DATA.evaluation)
+    mapped = np.arange(len(images)) % 3 == 0
+    english = np.clip(mapped_bundle.scorer.predict(images, texts), 0, 1)
+    second = mapped_bundle.mapped_scorer.predict(images, texts)
+    assert not np.allclose(second, mapped_bundle.scorer.predict(images, texts))  # the booster differs
+    scores = mapped_bundle.score(images, texts, mapped)
+    np.testing.assert_allclose(scores[~mapped], english[~mapped])
+    mean = np.clip((mapped_bundle.scorer.predict(images, texts) + second) / 2, 0, 1)
+    np.testing.assert_allclose(scores[mapped], mean[mapped])
+    np.testing.assert_array_equal(mapped_bundle.score(images, texts), english)  # nothing mapped: the scorer alone
+    stored = mapped_bundle.score_stored(
+        mapped_bundle.joint_image(images), mapped_bundle.rerank_vectors(images), texts, mapped
+    )
+    np.testing.assert_allclose(stored, scores, atol=1e-6)
+    one_query = mapped_bundle.score(images[:7], texts[:1], np.ones(7, dtype=bool))
+    np.testing.assert_allclose(one_query, mapped_bundle.score(images[:7], np.repeat(texts[:1], 7, 0), np.ones(7, bool)))
+
+
+def test_the_mapped_booster_round_trips_and_older_bundles_load_without_it(
+    bundle: RelevanceBundle, mapped_bundle: RelevanceBundle, tmp_path: Path
+) -> None:
+    folder = mapped_bundle.save(tmp_path / "mapped")
+    manifest = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    assert manifest["mapped_booster"]["texts"] == {"booster": "scorer_mapped.0.lgb.txt"}
+    assert "scorer_mapped.0.lgb.txt" in manifest["sha256"]
+    loaded = RelevanceBundle.load(folder)
+    assert loaded.mapped_scorer.matchers_ is loaded.scorer.matchers_  # one set of matchers: the index is unchanged
+    images, texts = DATA.pair_feats(DATA.evaluation)
+    mapped = np.ones(len(images), dtype=bool)
+    np.testing.assert_array_equal(loaded.score(images, texts, mapped), mapped_bundle.score(images, texts, mapped))
+    plain = RelevanceBundle.load(bundle.save(tmp_path / "plain"))
+    assert plain.mapped_scorer is None
+    np.testing.assert_array_equal(plain.score(images, texts, mapped), plain.score(images, texts))
+
+
+def test_a_changed_mapped_booster_is_refused_by_name(mapped_bundle: RelevanceBundle, tmp_path: Path) -> None:
+    folder = mapped_bundle.save(tmp_path / "art")
+    path = folder / "scorer_mapped.0.lgb.txt"
+    path.write_text(path.read_text(encoding="utf-8").replace("tree", "tre", 1), encoding="utf-8")
+    with pytest.raises(ArtifactError, match="scorer_mapped.0.lgb.txt: changed since training"):
+        RelevanceBundle.load(folder)
+
+
+def test_only_queries_the_text_map_carries_count_as_mapped(bundle: RelevanceBundle) -> None:
+    from picsearch.models.multilingual import TextMap
+
+    texts = ["a dog", "собака", "собака frisbee"]
+    assert bundle.mapped_queries(texts).tolist() == [False, False, False]  # no map: every query is English
+    with_map = dataclasses.replace(bundle, text_map=TextMap(1.0, "multi", "m-v1", "enc-t-id-v1"))
+    assert with_map.mapped_queries(texts).tolist() == [False, True, True]

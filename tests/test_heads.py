@@ -117,3 +117,24 @@ def test_heads_sharing_a_memo_reuse_matchers_across_training_data_options() -> N
     remade = MatchingHead(factories, inner_folds=3, n_estimators=20).fit(variant)
     np.testing.assert_array_equal(reused.predict(images, texts), remade.predict(images, texts))
     assert not np.array_equal(alone.predict(images, texts), reused.predict(images, texts))
+
+
+def test_a_booster_for_other_texts_keeps_the_matchers_and_fits_no_matcher_again_with_a_memo() -> None:
+    """`train`'s scorer for mapped queries: the same matchers (so an index serves both), a booster of its own,
+    learnt on the pairs with their texts read from another matrix; with the head's own texts, the same head."""
+    from picsearch.models.matching import MatcherMemo
+    from test_matching import CountingRidge
+
+    memo = MatcherMemo()
+    head = MatchingHead({"ridge": lambda: CountingRidge(LAYOUT, 1.0)}, inner_folds=3, n_estimators=20, memo=memo)
+    head.fit(DATA)
+    fits = CountingRidge.fits
+    images, texts = DATA.pair_feats(DATA.evaluation)
+    same = head.with_booster_for(DATA, DATA.text_feats)
+    np.testing.assert_array_equal(same.predict(images, texts), head.predict(images, texts))
+    noisy = DATA.text_feats + np.random.default_rng(0).normal(scale=0.5, size=DATA.text_feats.shape).astype(np.float32)
+    other = head.with_booster_for(DATA, noisy)
+    assert CountingRidge.fits == fits  # the inner folds' matchers came from the memo
+    assert other.matchers_ is head.matchers_ and other.booster_ is not head.booster_
+    assert not np.allclose(other.predict(images, texts), head.predict(images, texts))
+    np.testing.assert_array_equal(head.predict(images, texts), same.predict(images, texts))  # the head is unchanged

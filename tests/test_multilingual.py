@@ -12,8 +12,8 @@ import pytest
 from picsearch.encoders import TEXT_ENCODERS
 from picsearch.models import RelevanceBundle
 from picsearch.models.multilingual import (
-    ALPHAS, KernelTextMap, MappedTextEncoder, TextMap, fit_text_map, map_candidates, map_cosines, needs_map,
-    restore_text_map,
+    ALPHAS, KernelTextMap, MappedTextEncoder, MapTexts, TextMap, fit_text_map, map_candidates, map_cosines,
+    mapped_caption_texts, needs_map, out_of_fold_mapped, restore_text_map,
 )
 from picsearch.models.vectors import l2_normalize
 from picsearch.policy import is_blocked
@@ -212,10 +212,10 @@ def test_bundle_keeps_the_map_in_safetensors_and_builds_the_query_encoder(bundle
     np.testing.assert_array_equal(queries.encode(["собака", "a dog"]), encoder.encode(["собака", "a dog"]))
 
 
-def test_train_text_map_learns_on_training_captions_only(tmp_path, monkeypatch) -> None:
+def tiny_text_features(tmp_path, monkeypatch):
+    """The tiny dataset, its English caption features and the registered multilingual encoder."""
     from picsearch.data import load_dataset
     from picsearch.features import DatasetFeatures
-    from picsearch.models.multilingual import train_text_map
     from tiny_dataset import write_tiny_dataset
 
     dataset = load_dataset(write_tiny_dataset(tmp_path / "data", extra=12))
@@ -226,6 +226,13 @@ def test_train_text_map_learns_on_training_captions_only(tmp_path, monkeypatch) 
         image_encoder_id="img-v1", text_encoder_id="en-v1", fields={}, image_vectors=np.zeros((0, 1), np.float32),
         image_row={}, text_vectors=english.encode(list(texts.values())), text_row={q: i for i, q in enumerate(texts)},
     )
+    return dataset, feats, multilingual
+
+
+def test_train_text_map_learns_on_training_captions_only(tmp_path, monkeypatch) -> None:
+    from picsearch.models.multilingual import train_text_map
+
+    dataset, feats, multilingual = tiny_text_features(tmp_path, monkeypatch)
     text_map, metrics = train_text_map(dataset, feats, "multi", tmp_path / "cache")
     embedded = {text for call in multilingual.calls for text in call}
     allowed = {text for text in dataset.train["query_text"] if not is_blocked(text)}
@@ -290,3 +297,56 @@ def test_packaged_translations_are_of_training_captions_never_test_queries(real_
     assert all(captions.get(q) == english for q, english in zip(translations["query_id"], translations["english"]))
     assert not set(translations["english"]) & set(dataset.test_queries["query_text"])
     assert len(training_captions(dataset).texts) == len(training_captions(dataset, translations=None).texts) + 385
+
+
+def _twins(groups: int = 30, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Each group holds two rows with the same source and the same target, random across groups."""
+    rng = np.random.default_rng(seed)
+    source, target = rng.normal(size=(groups, dim)), rng.normal(size=(groups, dim))
+    return np.repeat(source, 2, axis=0), np.repeat(target, 2, axis=0), [f"g{i // 2}" for i in range(2 * groups)]
+
+
+def test_out_of_fold_rows_come_from_a_map_that_never_saw_their_group() -> None:
+    source, target, groups = _twins()
+    memorizer = KernelTextMap(1e-3, "s", "s-id", "t-id", gamma=5.0)  # reproduces any row it was fitted on
+    in_sample = memorizer.fit(source, target).transform(source)
+    assert np.all(np.sum(in_sample * l2_normalize(target), axis=1) > 0.999)
+    held_out = out_of_fold_mapped(memorizer, source, target, groups)
+    # A twin in the training rows would be reproduced exactly; held out with its group, the row is far off.
+    assert np.all(np.sum(held_out * l2_normalize(target), axis=1) < 0.9)
+    assert held_out.shape == target.shape and np.allclose(np.linalg.norm(held_out, axis=1), 1.0, atol=1e-5)
+
+
+def test_the_given_map_is_left_unfitted() -> None:
+    source, target, groups = _twins()
+    text_map = KernelTextMap(0.1, "s", "s-id", "t-id")
+    out_of_fold_mapped(text_map, source, target, groups)
+    assert not hasattr(text_map, "model")
+
+
+def test_mapped_caption_texts_replace_the_english_captions_rows_only() -> None:
+    source, target, groups = linear_pairs(n=30, noise=0.3)
+    captions = MapTexts(
+        [f"c{i}#0" for i in range(29)] + ["c0#0"], [f"text {i}" for i in range(30)], groups,
+        [False] * 29 + [True],  # the last row: a translation of c0#0, with a source of its own
+    )
+    text_row = {**{f"c{i}#0": i for i in range(29)}, "query#0": 29}  # query#0: a test query, no caption
+    english = np.random.default_rng(1).normal(size=(30, TARGET_DIM)).astype(np.float32)
+    text_map = TextMap(0.1, "multi", "multi-v1", "en-v1")
+    mapped = mapped_caption_texts(text_map, captions, source, target, english, text_row)
+    expected = out_of_fold_mapped(text_map, source, target, groups)
+    np.testing.assert_allclose(mapped[:29], expected[:29])  # c0#0 keeps its English caption's vector
+    np.testing.assert_array_equal(mapped[29], english[29])
+    assert not np.array_equal(mapped[:29], english[:29]) and not hasattr(text_map, "weights")
+
+
+def test_train_mapped_texts_map_every_allowed_training_caption_and_nothing_else(tmp_path, monkeypatch) -> None:
+    from picsearch.models.multilingual import train_mapped_texts, train_text_map
+
+    dataset, feats, _ = tiny_text_features(tmp_path, monkeypatch)
+    text_map, _ = train_text_map(dataset, feats, "multi", tmp_path / "cache")
+    mapped = train_mapped_texts(dataset, feats, text_map, tmp_path / "cache")
+    changed = {q for q, row in feats.text_row.items() if not np.array_equal(mapped[row], feats.text_vectors[row])}
+    allowed = set(dataset.train.loc[~dataset.train["query_text"].map(is_blocked).astype(bool), "query_id"])
+    assert changed == allowed
+    np.testing.assert_allclose(np.linalg.norm(mapped, axis=1), 1.0, atol=1e-5)

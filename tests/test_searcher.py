@@ -226,3 +226,29 @@ def test_search_and_evaluate_commands_on_the_real_models(real_data, real_artifac
     queries.write_text(f"|query_id|query_text|image\n0|q0|a dog runs|{paths[0].name}\n")
     report = runner.invoke(app, ["evaluate", "--queries", str(queries), "--index", index, "--json"])
     assert report.exit_code == 0 and json.loads(report.stdout)["n_queries"] == 1
+
+
+def test_a_query_through_the_text_map_scores_the_mean_of_both_boosters(searcher) -> None:
+    """The mapped scorer here predicts a constant: a mapped query's scores are (English score + c) / 2, in the
+    same order; an English query never reads it."""
+    from dataclasses import replace
+
+    from picsearch.models.lgbm import fit_lgbm
+    from picsearch.models.multilingual import TextMap
+
+    width = searcher.bundle.scorer.booster_.num_feature()
+    features = np.random.default_rng(0).normal(size=(200, width))
+    constant = fit_lgbm(features, np.full(200, 0.9), np.ones(200), 5)
+    c = float(constant.predict(features[:1])[0])
+    text_map = TextMap(1.0, "multi", "multi-v1", searcher.bundle.text_encoder_id)  # only its presence matters here
+    mapped_only = replace(searcher.bundle, text_map=text_map, mapped_scorer=None)
+    both = replace(mapped_only, mapped_scorer=searcher.bundle.scorer.with_booster(constant))
+    alone, averaged = (
+        Searcher(searcher.index, bundle, searcher.text_encoder, searcher.candidates) for bundle in (mapped_only, both)
+    )
+    mixed = "a blue circle синий"  # Cyrillic: it takes the map
+    before, after = alone.search(mixed, k=4).hits, averaged.search(mixed, k=4).hits
+    assert [h.id for h in after] == [h.id for h in before]
+    np.testing.assert_allclose([h.score for h in after], [(h.score + c) / 2 for h in before], atol=1e-9)
+    english = [(h.id, h.score) for h in averaged.search("a blue circle", k=4).hits]
+    assert english == [(h.id, h.score) for h in alone.search("a blue circle", k=4).hits]

@@ -112,6 +112,19 @@ def test_the_refit_and_retrieval_estimate_are_of_the_data_option_chosen(
     np.testing.assert_array_equal(estimated_on[-1], targets[winner])
     assert result.metrics["retrieval_cv"]["options"] == estimates[-1][0]
 
+    np.testing.assert_array_equal(result.training_set.pairs["target"].to_numpy(), targets[winner])
+
+
+def test_train_keeps_a_booster_for_mapped_queries_beside_the_scorer(synthetic_bundle: Path) -> None:
+    """The synthetic bundle is trained by `picsearch train` with the default multilingual map: its scorer for
+    mapped queries reads the scorer's matchers (the index holds nothing more) through a booster of its own."""
+    manifest = json.loads((synthetic_bundle / "model.json").read_text(encoding="utf-8"))
+    metrics = json.loads((synthetic_bundle / "metrics.json").read_text(encoding="utf-8"))
+    assert "text_map" in manifest and manifest["mapped_booster"]["texts"] == {"booster": "scorer_mapped.0.lgb.txt"}
+    assert metrics["text_map"]["mapped_scorer"] is True
+    bundle = RelevanceBundle.load(synthetic_bundle)
+    assert bundle.mapped_scorer.matchers_ is bundle.scorer.matchers_
+    assert bundle.mapped_scorer.booster_.model_to_string() != bundle.scorer.booster_.model_to_string()
 
 @pytest.mark.data
 @pytest.mark.slow

@@ -15,7 +15,11 @@ on English):
   kernel ones) and without the translations ("captions only", linear: the map before them). Each fold's map
   and its hyperparameters are chosen by grouped CV inside the fold (held-out cosine over every pair).
   The translations are of captions outside the Russian set, but by the same hand, so the gain they show here
-  may be larger than on queries written by other people.
+  may be larger than on queries written by other people. The default source's Russian queries are also scored
+  by scorers that have seen the map's error, learnt on mapped caption vectors (each fold's training captions
+  mapped out of fold, :func:`mapped_caption_heads`), alone and averaged with the English head: a whole second
+  head, and the English head's matchers with a second booster ("mean of both boosters" is what search does,
+  :attr:`~picsearch.models.artifacts.RelevanceBundle.mapped_scorer`).
 - ``e5``: multilingual-e5-small is the text tower; joint space and scorer are trained on it.
 
 Each query of the Russian set (captions of training images, translated by hand) is searched in the galleries
@@ -43,10 +47,11 @@ from picsearch.data.tables import caption_image
 from picsearch.encoders import DEFAULT_MULTILINGUAL_ENCODER, get_text_encoder, query_encoder_name
 from picsearch.features import DatasetFeatures, embed_texts
 from picsearch.metrics import summarize
-from picsearch.models.evaluate import cross_validate
+from picsearch.models.evaluate import cross_validate, fit_on
 from picsearch.models.matching import JointSpace
 from picsearch.models.multilingual import (
-    TRANSLATIONS, MappedTextEncoder, TextMap, fit_text_map, read_translations, training_captions,
+    TRANSLATIONS, MappedTextEncoder, TextMap, fit_text_map, mapped_caption_texts, read_translations,
+    training_captions,
 )
 from picsearch.models.retrieval_cv import (
     RERANK_CANDIDATES, fold_galleries, matchers_of, resampled_ranks, retrieval_cv, retrieval_queries, retrieval_ranks,
@@ -72,6 +77,7 @@ class Design:
     matchers: list
     joint: str
     english: dict
+    factory: object
 
 
 def load_queries(path: Path) -> pd.DataFrame:
@@ -85,7 +91,8 @@ def fit_design(name: str, dataset, feats: DatasetFeatures, text_encoder: str, ca
     encoders, data = training_set(dataset, feats, cache, "expert", text_encoder)
     folds = grouped_folds(data.evaluation["image"], 5, 0)
     say(f"{name}: cross-validating the matching head")
-    cv = cross_validate(candidate_models(encoders)["matching_head"], data, dataset.expert, folds)
+    factory = candidate_models(encoders)["matching_head"]
+    cv = cross_validate(factory, data, dataset.expert, folds)
     factories = matcher_factories(encoders)
     say(f"{name}: English retrieval estimate")
     retrieval, joint = retrieval_cv(data, retrieval_queries(dataset, data), folds, cv.models, factories, lambda _: None)
@@ -94,20 +101,23 @@ def fit_design(name: str, dataset, feats: DatasetFeatures, text_encoder: str, ca
         for model, split in zip(cv.models, folds)
     ]
     english = {"tau_c": cv.summary()["tau_c_expert"], "rmse": cv.summary()["rmse"], **retrieval[f"{joint}+rerank"]}
-    return Design(name, data, folds, cv.models, matchers, joint, english)
+    return Design(name, data, folds, cv.models, matchers, joint, english, factory)
 
 
-def translated_search(design: Design, queries: pd.DataFrame, text_feats: dict[str, list[np.ndarray]], seed: int = 0):
+def translated_search(
+    design: Design, queries: pd.DataFrame, text_feats: dict[str, list[np.ndarray]], seed: int = 0,
+    scorers: dict[str, list[list]] | None = None,
+):
     """Ranks of each query's image per variant (``text_feats[variant][fold]`` rows align with ``queries``) in the
     fold galleries, the same at :data:`SMALL_GALLERY` images (``small``: random sub-galleries, as the retrieval
     estimate draws them), and the mean absolute score differences of each variant against ``"en"`` (candidates,
-    target)."""
+    target). A variant is scored by the fold's model, or by the mean score of ``scorers[variant][fold]``."""
     ranks = {variant: [] for variant in text_feats}
     small = {variant: [] for variant in text_feats}
     gaps = {variant: ([], []) for variant in text_feats}
     position = {query_id: i for i, query_id in enumerate(queries["query_id"])}
     galleries = fold_galleries(design.data, queries, design.folds)  # the fold galleries of retrieval_cv
-    for fold, ((_, gallery), model, matchers) in enumerate(zip(galleries, design.models, design.matchers)):
+    for fold, ((_, gallery), matchers) in enumerate(zip(galleries, design.matchers)):
         joint = JointSpace(matchers, joint_options(list(matchers))[design.joint])
         rows, targets = [position[q] for q in gallery.query_ids], gallery.targets
         image_feats = design.data.images(gallery.images)
@@ -117,7 +127,8 @@ def translated_search(design: Design, queries: pd.DataFrame, text_feats: dict[st
             feats = per_fold[fold][rows]
             joint_texts = joint.embed_text(feats)
             sims[variant] = joint_texts @ joint_images.T
-            grids[variant] = grid = score_grid(model, image_feats, feats)
+            models = scorers[variant][fold] if variant in (scorers or {}) else [design.models[fold]]
+            grids[variant] = grid = np.mean([score_grid(model, image_feats, feats) for model in models], axis=0)
             ranks[variant].append(retrieval_ranks(
                 joint_images, joint_texts, targets, candidates=RERANK_CANDIDATES, rerank=lambda r, q, g=grid: g[q, r],
             ))
@@ -151,6 +162,29 @@ def fold_maps(
         target = feats_mp.texts(captions.query_ids)
         maps.append(fit_text_map(source, target, captions.groups, *names, linear_only=linear_only)[0])
     return maps
+
+
+def mapped_caption_heads(
+    dataset, design: Design, maps: list[TextMap], source_of: dict[str, np.ndarray], feats_mp: DatasetFeatures
+) -> tuple[list, list]:
+    """Per fold, learnt on the fold's training pairs with every caption vector replaced by its mapped one (out of
+    fold for the captions of the fold's training images, :func:`mapped_caption_texts`; by the fold's map for the
+    others, which it never learnt): a whole matching head (its own matchers, so an index would need their image
+    vectors too), and the fold's head with only its booster learnt anew, as `train` makes ``mapped_scorer``."""
+    texts = dataset.query_texts()
+    rows = sorted(design.data.text_row, key=design.data.text_row.get)
+    heads, boosters = [], []
+    for split, text_map, model in zip(design.folds, maps, design.models):
+        train_images, _ = split_images(design.data.evaluation["image"], split)
+        captions = training_captions(dataset, train_images, TRANSLATIONS)
+        source = np.stack([source_of[text] for text in captions.texts])
+        mapped = mapped_caption_texts(
+            text_map, captions, source, feats_mp.texts(captions.query_ids),
+            text_map.transform(np.stack([source_of[texts[query_id]] for query_id in rows])), design.data.text_row,
+        )
+        heads.append(fit_on(design.factory, replace(design.data, text_feats=mapped), train_images))
+        boosters.append(model.with_booster_for(design.data.restrict(train_images), mapped))
+    return heads, boosters
 
 
 def latency(encoder, text: str, repeats: int = 20) -> float:
@@ -215,9 +249,21 @@ def main(argv: list[str] | None = None) -> None:
                 for language in ("russian", "english"):
                     variants[f"{language[:2]} mapped from {label}"] = [m.transform(vectors[source, language]) for m in maps]
                 fitted[label] = maps
+            scorers = {}
+            mapped_heads, boosters = mapped_caption_heads(dataset, design, fitted[default], of[default], feats_mp)
+            russian = variants[f"ru mapped from {default}"]
+            for label, models in (
+                ("mapped-caption head", [[head] for head in mapped_heads]),
+                ("mean of both heads", [[model, head] for model, head in zip(design.models, mapped_heads)]),
+                ("mapped-caption booster", [[head] for head in boosters]),
+                ("mean of both boosters", [[model, head] for model, head in zip(design.models, boosters)]),
+            ):
+                variants[f"ru mapped from {default}, {label}"] = russian
+                scorers[f"ru mapped from {default}, {label}"] = models
         else:
             variants = {"en": [vectors["e5-small", "english"]] * n, "ru": [vectors["e5-small", "russian"]] * n}
-        for variant, s in translated_search(design, queries, variants).items():
+            scorers = {}
+        for variant, s in translated_search(design, queries, variants, scorers=scorers).items():
             table.add_row(
                 name, variant, *(f"{s[k]:.3f}" for k in ("recall@1", "recall@5", "recall@10", "mrr")),
                 f"{s['small']['recall@5']:.3f}", f"{s['gap_candidates']:.3f}", f"{s['gap_target']:.3f}",

@@ -140,12 +140,15 @@ class GalleryIndex:
         """Where ``row``'s file was indexed (unchecked: use :meth:`checked_file` to read or serve it)."""
         return self.root / self.paths[row]
 
-    def rerank_scores(self, bundle: RelevanceBundle, rows: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
-        """Relevance of ``rows`` (positions) with aligned ``text_feats`` rows (or one row) from what is stored."""
+    def rerank_scores(
+        self, bundle: RelevanceBundle, rows: np.ndarray, text_feats: np.ndarray, mapped: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Relevance of ``rows`` (positions) with aligned ``text_feats`` rows (or one row) from what is stored;
+        ``mapped``: which of them came through the text map (:meth:`RelevanceBundle.score`)."""
         if self.raw_features:
-            return bundle.score(np.asarray(self.rerank[rows], dtype=np.float32), text_feats)
+            return bundle.score(np.asarray(self.rerank[rows], dtype=np.float32), text_feats, mapped)
         joint, rerank = (np.asarray(part[rows], dtype=np.float32) for part in (self.joint, self.rerank))
-        return bundle.score_stored(joint, rerank, text_feats)
+        return bundle.score_stored(joint, rerank, text_feats, mapped)
 
     def save(self, folder: Path, visible: np.ndarray | None = None) -> None:
         """Write a new data folder, fill its vector store with the ``visible`` rows (default: not flagged),

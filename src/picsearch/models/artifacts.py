@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import lightgbm as lgb
 import numpy as np
@@ -20,7 +20,7 @@ from picsearch.models.child import ChildDetector
 from picsearch.models.relevance import RelevanceModel, restore_model
 from picsearch.models.matching import JointSpace, Matcher, restore_matcher
 from picsearch.models.matching_head import MatchingHead
-from picsearch.models.multilingual import MappedTextEncoder, TextMap, restore_text_map
+from picsearch.models.multilingual import MappedTextEncoder, TextMap, needs_map, restore_text_map
 from picsearch.storage import file_sha256, load_json, save_json, write_bytes
 
 FORMAT = 3
@@ -99,6 +99,17 @@ def _text_map(folder: Path, manifest: dict[str, Any], hashes: dict[str, str]) ->
     return _restored(folder, manifest["text_map"], lambda: restore_text_map(part))
 
 
+def _mapped_scorer(folder: Path, manifest: dict[str, Any], hashes: dict[str, str], scorer: RelevanceModel
+                   ) -> MatchingHead | None:
+    """The scorer with the booster learnt on mapped captions, if the bundle has one (checked like every part)."""
+    if "mapped_booster" not in manifest or not isinstance(scorer, MatchingHead):
+        return None
+    part = _load_exported(folder, manifest["mapped_booster"], hashes)
+    return _restored(
+        folder, manifest["mapped_booster"], lambda: scorer.with_booster(lgb.Booster(model_str=part.texts["booster"]))
+    )
+
+
 def _restored(folder: Path, entry: dict[str, Any], restore: Callable[[], T]) -> T:
     """``restore()``, with any failure turned into an :class:`ArtifactError` naming the entry's files."""
     try:
@@ -156,6 +167,11 @@ class RelevanceBundle:
     selected: str
     text_map: TextMap | None = None
     """Map from a multilingual encoder into the text encoder's space, for queries it cannot read (optional)."""
+    mapped_scorer: MatchingHead | None = None
+    """The scorer's matchers with a booster learnt on the map's (out-of-fold) vectors of the training captions
+    (optional): a query that came through :attr:`text_map` is scored by the mean of both. In the multilingual
+    benchmark's CV it took the Russian queries' score gap to their English originals 0.116 -> 0.087 and R@5
+    0.660 -> 0.667."""
 
     def check_encoders(self, image_encoder_id: str, text_encoder_id: str) -> None:
         """Raise :class:`EncoderMismatchError` unless both ids are the ones the bundle was trained with."""
@@ -184,11 +200,32 @@ class RelevanceBundle:
         """(m, d) float32, L2-normalized text vectors of the retrieval space."""
         return self.joint.embed_text(np.atleast_2d(text_feats)).astype(np.float32)
 
-    def score(self, image_feats: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
-        """Relevance in [0, 1] of image row i with text row i (a single text row is broadcast)."""
+    def mapped_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Which of ``texts`` reach the models through :attr:`text_map` (bool per text; none without a map)."""
+        return np.array([self.text_map is not None and needs_map(text) for text in texts], dtype=bool)
+
+    def score(self, image_feats: np.ndarray, text_feats: np.ndarray, mapped: np.ndarray | None = None) -> np.ndarray:
+        """Relevance in [0, 1] of image row i with text row i (a single text row is broadcast); ``mapped``: which
+        aligned rows' texts came through the text map (:meth:`mapped_queries`), scored as :attr:`mapped_scorer`
+        says."""
         image_feats = np.atleast_2d(image_feats)
         text_feats = _aligned(len(image_feats), text_feats)
-        return np.clip(np.asarray(self.scorer.predict(image_feats, text_feats), dtype=np.float64), 0.0, 1.0)
+
+        def predict(model: RelevanceModel, rows: Any) -> np.ndarray:
+            return model.predict(image_feats[rows], text_feats[rows])
+
+        return self._scored(predict, len(text_feats), mapped)
+
+    def _scored(
+        self, predict: Callable[[RelevanceModel, Any], np.ndarray], n: int, mapped: np.ndarray | None
+    ) -> np.ndarray:
+        """``predict(model, rows)`` of the scorer on all ``n`` rows, averaged with the mapped scorer's on the
+        ``mapped`` rows, clipped to [0, 1]."""
+        scores = np.asarray(predict(self.scorer, slice(None)), dtype=np.float64)
+        mapped = np.zeros(n, dtype=bool) if mapped is None else np.broadcast_to(np.asarray(mapped, dtype=bool), (n,))
+        if self.mapped_scorer is not None and mapped.any():
+            scores[mapped] = (scores[mapped] + np.asarray(predict(self.mapped_scorer, mapped), dtype=np.float64)) / 2
+        return np.clip(scores, 0.0, 1.0)
 
     @cached_property
     def rerank_layout(self) -> RerankLayout | None:
@@ -212,17 +249,22 @@ class RelevanceBundle:
         blocks = [self.scorer.matchers_[name].embed_image(image_feats) for name in layout.own]
         return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((len(image_feats), 0), np.float32)
 
-    def score_stored(self, joint_rows: np.ndarray, rerank_rows: np.ndarray, text_feats: np.ndarray) -> np.ndarray:
+    def score_stored(
+        self, joint_rows: np.ndarray, rerank_rows: np.ndarray, text_feats: np.ndarray, mapped: np.ndarray | None = None
+    ) -> np.ndarray:
         """:meth:`score` of images kept as their joint vectors and :meth:`rerank_vectors` (aligned rows)."""
         layout = self.rerank_layout
         if layout is None:
-            return self.score(rerank_rows, text_feats)
+            return self.score(rerank_rows, text_feats, mapped)
         images = {name: joint_rows[:, start:stop] / scale for name, (start, stop, scale) in layout.from_joint.items()}
         start = 0
         for name, width in layout.own.items():
             images[name], start = rerank_rows[:, start : start + width], start + width
         text_feats = _aligned(len(joint_rows), text_feats)
-        return np.clip(np.asarray(self.scorer.predict_embedded(images, text_feats), dtype=np.float64), 0.0, 1.0)
+        return self._scored(
+            lambda model, rows: model.predict_embedded({n: v[rows] for n, v in images.items()}, text_feats[rows]),
+            len(text_feats), mapped,
+        )
 
     def child_probability(self, image_feats: np.ndarray) -> np.ndarray:
         return self.child.probability(np.atleast_2d(image_feats))
@@ -255,6 +297,9 @@ class RelevanceBundle:
         }
         if self.text_map is not None:
             manifest["text_map"] = _save_exported(folder, "text_map", self.text_map.export(), hashes)
+        if self.mapped_scorer is not None:
+            booster = Exported({"kind": "booster"}, {}, {"booster": self.mapped_scorer.booster_.model_to_string()})
+            manifest["mapped_booster"] = _save_exported(folder, "scorer_mapped", booster, hashes)
         save_json(folder / MANIFEST, manifest)
         return folder
 
@@ -269,8 +314,9 @@ class RelevanceBundle:
         hashes = manifest.get("sha256", {})  # bundles saved before hashes were recorded have none
         parts = {name: _load_exported(folder, manifest[name], hashes) for name in _PARTS}
         joint = parts["joint"]
+        scorer = _restored(folder, manifest["scorer"], lambda: restore_model(parts["scorer"]))
         return cls(
-            scorer=_restored(folder, manifest["scorer"], lambda: restore_model(parts["scorer"])),
+            scorer=scorer,
             joint=_restored(
                 folder,
                 manifest["joint"],
@@ -283,6 +329,7 @@ class RelevanceBundle:
             text_encoder_id=manifest["text_encoder_id"],
             selected=manifest["selected"],
             text_map=_text_map(folder, manifest, hashes),
+            mapped_scorer=_mapped_scorer(folder, manifest, hashes, scorer),
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from typing import Iterator
 
 import lightgbm as lgb
@@ -47,17 +49,34 @@ class MatchingHead(BaseEstimator):
         self.reference_ks, self.memo = tuple(reference_ks), memo
 
     def fit(self, data: TrainingSet) -> MatchingHead:
-        pairs = data.pairs
+        self.booster_ = self._fit_booster(data, data.text_feats)
+        self.matchers_, self.references_ = self._fit_matchers(data)
+        return self
+
+    def with_booster_for(self, data: TrainingSet, text_feats: np.ndarray) -> MatchingHead:
+        """A copy of this head, fitted on ``data``, with the same matchers and a booster learnt from the pairs'
+        texts read from ``text_feats`` (rows as ``data.text_feats``) instead: for texts that reach the head
+        another way, such as a multilingual encoder's vectors mapped into the text encoder's space."""
+        return self.with_booster(self._fit_booster(data, text_feats))
+
+    def with_booster(self, booster: lgb.Booster) -> MatchingHead:
+        """A copy of this fitted head that shares its matchers and scores with ``booster``."""
+        head = copy.copy(self)
+        head.booster_ = booster
+        return head
+
+    def _fit_booster(self, data: TrainingSet, text_feats: np.ndarray) -> lgb.Booster:
+        """LightGBM on the out-of-fold features of ``data``'s pairs (matchers fitted on ``data``'s positives),
+        their texts read from ``text_feats``."""
+        pairs, texts = data.pairs, replace(data, text_feats=text_feats)
         features = np.zeros((len(pairs), (1 + len(self.reference_ks)) * len(self.matchers)), dtype=np.float32)
         for held_out, matchers, references in self.inner_matchers(data):
             test_rows = pairs["image"].isin(held_out).to_numpy()
-            features[test_rows] = self._pair_features(matchers, references, data, pairs[test_rows])
+            features[test_rows] = self._pair_features(matchers, references, texts, pairs[test_rows])
         y, w = pairs["target"].to_numpy(np.float32), pairs["weight"].to_numpy(np.float32)
         # Every feature grows with the similarity: monotone increasing keeps the score's order within a query sane.
         monotone = [1] * features.shape[1]
-        self.booster_ = fit_lgbm(features, y, w, self.n_estimators, colsample_bytree=1.0, monotone_constraints=monotone)
-        self.matchers_, self.references_ = self._fit_matchers(data)
-        return self
+        return fit_lgbm(features, y, w, self.n_estimators, colsample_bytree=1.0, monotone_constraints=monotone)
 
     def inner_matchers(self, data: TrainingSet) -> Iterator[tuple[set[str], dict[str, Matcher], dict[str, np.ndarray]]]:
         """Per inner fold of :meth:`fit` on ``data``: its held-out images, and the matchers and references fitted

@@ -15,6 +15,7 @@ the child policy blocks are never learnt from (the law keeps data about children
 
 from __future__ import annotations
 
+import copy
 import os
 import unicodedata
 from dataclasses import dataclass
@@ -254,6 +255,44 @@ def train_text_map(
         source, feats.texts(captions.query_ids), captions.groups, encoder_name, encoder.id, feats.text_encoder_id
     )
     return text_map, {**metrics, "translations": sum(captions.translated)}
+
+
+def out_of_fold_mapped(
+    text_map: TextMap, source: np.ndarray, target: np.ndarray, groups: Sequence[str], folds: int = 5, seed: int = 1
+) -> np.ndarray:
+    """Each row of ``source`` mapped by a copy of ``text_map`` (same kind and hyperparameters) fitted on the other
+    groups' rows only: the vector a query gets from a map that never learnt it."""
+    out = np.zeros(target.shape, dtype=np.float32)
+    for train, test in grouped_folds(groups, folds, seed):
+        out[test] = copy.deepcopy(text_map).fit(source[train], target[train]).transform(source[test])
+    return out
+
+
+def mapped_caption_texts(
+    text_map: TextMap, captions: MapTexts, source: np.ndarray, target: np.ndarray, text_feats: np.ndarray,
+    text_row: dict[str, int],
+) -> np.ndarray:
+    """``text_feats`` (rows by ``text_row``) with the row of every English caption of ``captions`` replaced by its
+    :func:`out_of_fold_mapped` vector (``source`` and ``target``: the captions' vectors in the map's two spaces);
+    translations help fit the maps and have no row of their own. A scorer learnt on them has seen the map's
+    error as a query meets it."""
+    mapped = text_feats.copy()
+    vectors = out_of_fold_mapped(text_map, source, target, captions.groups)
+    for query_id, translated, vector in zip(captions.query_ids, captions.translated, vectors):
+        if not translated and query_id in text_row:
+            mapped[text_row[query_id]] = vector
+    return mapped
+
+
+def train_mapped_texts(
+    dataset: Dataset, feats: DatasetFeatures, text_map: TextMap, cache_dir: str | os.PathLike
+) -> np.ndarray:
+    """:func:`mapped_caption_texts` of ``feats``' text vectors on the pairs :func:`train_text_map` learnt from
+    (the map's source vectors come through the cache)."""
+    captions = training_captions(dataset)
+    source = embed_texts(captions.texts, get_text_encoder(text_map.source), cache_dir, progress=False)
+    target = feats.texts(captions.query_ids)
+    return mapped_caption_texts(text_map, captions, source, target, feats.text_vectors, feats.text_row)
 
 
 class MappedTextEncoder:

@@ -32,7 +32,8 @@ from picsearch.models.retrieval_cv import (
 from picsearch.models.selection import (
     TRAINING_DATA_OPTIONS, Encoders, candidate_models, joint_options, lowest_rmse, matcher_factories,
 )
-from picsearch.models.multilingual import train_text_map
+from picsearch.models.matching_head import MatchingHead
+from picsearch.models.multilingual import train_mapped_texts, train_text_map
 from picsearch.models.relevance import RelevanceModel
 from picsearch.models.splits import grouped_folds, grouped_holdout
 from picsearch.models.trainset import TrainingSet
@@ -63,6 +64,7 @@ class TrainResult:
     metrics: dict[str, Any]
     cv: dict[str, CVResult] = field(default_factory=dict)
     child_oof: pd.DataFrame | None = None  # image, label, probability: the child detector's out-of-fold view
+    training_set: TrainingSet | None = None  # what the bundle's scorer was refitted on
 
 
 def train_models(
@@ -164,7 +166,7 @@ def train_models(
     bundle = RelevanceBundle(
         scorer, joint, child, encoders.image_name, encoders.image_id, encoders.text_name, encoders.text_id, selected
     )
-    return TrainResult(bundle, metrics, cv, child_oof)
+    return TrainResult(bundle, metrics, cv, child_oof, data)
 
 
 def save_training(folder: Path, dataset: Dataset, result: TrainResult) -> Path:
@@ -204,7 +206,10 @@ def fit_from_dataset(
     feats = dataset_features(dataset, image_encoder, text_encoder, cache_dir, progress=True)
     result = train_models(dataset, feats, encoders_of(feats, image_encoder, text_encoder, cache_dir), config)
     if config.multilingual and config.multilingual != text_encoder:
-        result.bundle.text_map, result.metrics["text_map"] = train_text_map(
-            dataset, feats, config.multilingual, cache_dir
-        )
+        bundle = result.bundle
+        bundle.text_map, result.metrics["text_map"] = train_text_map(dataset, feats, config.multilingual, cache_dir)
+        if isinstance(bundle.scorer, MatchingHead):
+            mapped = train_mapped_texts(dataset, feats, bundle.text_map, cache_dir)
+            bundle.mapped_scorer = bundle.scorer.with_booster_for(result.training_set, mapped)
+            result.metrics["text_map"]["mapped_scorer"] = True
     return result

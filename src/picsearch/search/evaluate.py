@@ -39,8 +39,9 @@ def evaluate(searcher: Searcher, queries: pd.DataFrame) -> dict:
     targets = target_rows(searcher, queries["image"].tolist())
     text_feats = searcher.text_encoder.encode(texts)
     index = searcher.index
-    by_joint, raw = searcher._rank_unfiltered(text_feats)  # the raw model: policy off, flagged images included
-    shown = searcher._rank(text_feats, len(searcher), searcher.candidates)
+    mapped = searcher.bundle.mapped_queries(texts)
+    by_joint, raw = searcher._rank_unfiltered(text_feats, mapped)  # the raw model: policy off, flagged images included
+    shown = searcher._rank(text_feats, len(searcher), searcher.candidates, mapped)
     blocked = np.array([check(text).blocked for text in texts], dtype=bool)
     hidden_now = searcher.moderation.hidden()
     hidden = np.array([t is not None and bool(hidden_now[t]) for t in targets]) & ~blocked

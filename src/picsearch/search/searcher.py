@@ -199,7 +199,9 @@ class Searcher:
         rankings: dict[int, Ranking] = {}
         if allowed:
             n = max(k, self.candidates)
-            rankings = dict(zip(allowed, self._rank(self.text_encoder.encode([queries[i] for i in allowed]), n, n)))
+            texts = [queries[i] for i in allowed]
+            ranked = self._rank(self.text_encoder.encode(texts), n, n, self.bundle.mapped_queries(texts))
+            rankings = dict(zip(allowed, ranked))
         results = []
         for i, decision in enumerate(decisions):
             if decision.blocked:
@@ -208,21 +210,24 @@ class Searcher:
                 results.append(SearchResult(queries[i], False, hits=self._hits(rankings[i], k, min_score)))
         return results
 
-    def _rank(self, text_feats: np.ndarray, n: int, n_rerank: int) -> list[Ranking]:
-        """The ``n`` visible images nearest each text, the first ``n_rerank`` reranked by score; hidden rows
-        are dropped (the store leaves them out; this also honours flags set after opening)."""
+    def _rank(self, text_feats: np.ndarray, n: int, n_rerank: int, mapped: np.ndarray | None = None) -> list[Ranking]:
+        """The ``n`` visible images nearest each text, the first ``n_rerank`` reranked by score (``mapped``: the
+        texts that came through the text map, :meth:`RelevanceBundle.mapped_queries`); hidden rows are dropped
+        (the store leaves them out; this also honours flags set after opening)."""
         self._sync()
         with self._lock:
             rows = self._retrieve(text_feats, self._store, n)
-        rankings = self._rerank(rows, text_feats, n_rerank)
+        rankings = self._rerank(rows, text_feats, n_rerank, mapped)
         return [self._without_flagged(ranking) for ranking in rankings]
 
-    def _rank_unfiltered(self, text_feats: np.ndarray) -> tuple[np.ndarray, list[Ranking]]:
+    def _rank_unfiltered(
+        self, text_feats: np.ndarray, mapped: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[Ranking]]:
         """For evaluation only: every indexed image, child-flagged ones included, in joint-space order, and the
         same rankings with the first ``candidates`` reranked. Never returned to a user."""
         everything = NumpyStore(np.asarray(self.index.ids, dtype=str), self.index.joint)
         rows = self._retrieve(text_feats, everything, len(self.index))
-        return rows, self._rerank(rows, text_feats, self.candidates)
+        return rows, self._rerank(rows, text_feats, self.candidates, mapped)
 
     def _without_flagged(self, ranking: Ranking) -> Ranking:
         keep = ~self.moderation.hidden(ranking.rows)
@@ -240,7 +245,7 @@ class Searcher:
         width = min(len(row) for row in rows)
         return np.array([row[:width] for row in rows], dtype=np.int64).reshape(len(rows), width)
 
-    def _rerank(self, rows: np.ndarray, text_feats: np.ndarray, n: int) -> list[Ranking]:
+    def _rerank(self, rows: np.ndarray, text_feats: np.ndarray, n: int, mapped: np.ndarray | None) -> list[Ranking]:
         """Score the first ``n`` rows of each query with the relevance model, best first; the other rows follow
         in retrieval order."""
         n_rerank = min(n, rows.shape[1])
@@ -248,7 +253,8 @@ class Searcher:
         if not head_rows.size:  # nothing visible to score (e.g. every photo hidden)
             return [Ranking(row, np.zeros(0, dtype=np.float32)) for row in rows]
         texts = np.repeat(text_feats, n_rerank, axis=0)
-        scores = self.index.rerank_scores(self.bundle, head_rows.ravel(), texts).reshape(head_rows.shape)
+        rows_mapped = None if mapped is None else np.repeat(mapped, n_rerank)
+        scores = self.index.rerank_scores(self.bundle, head_rows.ravel(), texts, rows_mapped).reshape(head_rows.shape)
         order = np.argsort(-scores, axis=1, kind="stable")
         return [
             Ranking(np.concatenate([head_rows[q, order[q]], rows[q, n_rerank:]]), scores[q, order[q]])

@@ -126,6 +126,7 @@ def test_train_keeps_a_booster_for_mapped_queries_beside_the_scorer(synthetic_bu
     assert bundle.mapped_scorer.matchers_ is bundle.scorer.matchers_
     assert bundle.mapped_scorer.booster_.model_to_string() != bundle.scorer.booster_.model_to_string()
 
+
 @pytest.mark.data
 @pytest.mark.slow
 def test_train_end_to_end_on_real_data(real_data: Path, real_artifacts: Path) -> None:

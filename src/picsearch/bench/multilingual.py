@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         design = fit_design(name, dataset, feats, encoder_name, cache, console.log)
         english_rows.append((name, design))
         n = len(design.folds)
+        scorers = {}  # variant -> per fold, the models whose mean score it gets (else the fold's model)
         if name == "map":
             variants = {"en": [vectors["mp", "english"]] * n, "ru (MPNet, no map)": [vectors["mp", "russian"]] * n}
             fitted = {}
@@ -249,7 +250,6 @@ def main(argv: list[str] | None = None) -> None:
                 for language in ("russian", "english"):
                     variants[f"{language[:2]} mapped from {label}"] = [m.transform(vectors[source, language]) for m in maps]
                 fitted[label] = maps
-            scorers = {}
             mapped_heads, boosters = mapped_caption_heads(dataset, design, fitted[default], of[default], feats_mp)
             russian = variants[f"ru mapped from {default}"]
             for label, models in (
@@ -262,7 +262,6 @@ def main(argv: list[str] | None = None) -> None:
                 scorers[f"ru mapped from {default}, {label}"] = models
         else:
             variants = {"en": [vectors["e5-small", "english"]] * n, "ru": [vectors["e5-small", "russian"]] * n}
-            scorers = {}
         for variant, s in translated_search(design, queries, variants, scorers=scorers).items():
             table.add_row(
                 name, variant, *(f"{s[k]:.3f}" for k in ("recall@1", "recall@5", "recall@10", "mrr")),

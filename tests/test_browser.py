@@ -114,6 +114,17 @@ def test_live_search_without_reload(browser: Browser, base_url: str, shots: Path
     assert page.url == f"{base_url}/?q=blue+sea&k=10&min_score=0"
     page.screenshot(path=str(shots / "word-gallery-results.png"), full_page=True)
 
+    expect(page.locator("#results .weak-note")).to_have_count(0)
+    search(page, "sea at night with stars")  # the best photo matches one word in five
+    expect(page.locator("#results .weak-note")).to_have_text(
+        "No good match here: the best photo scores 20%. Under 33%, a description fits a photo in minor aspects at most."
+    )
+    expect(page.locator("#status")).to_contain_text("best match first No good match here")
+    page.screenshot(path=str(shots / "word-gallery-weak.png"), full_page=True)
+    search(page, "blue sea")
+    expect(page.locator("#results .weak-note")).to_have_count(0)
+    page.wait_for_function(ALL_IMAGES_LOADED)
+
     cards.first.locator("a").click()  # a result opens the full image
     page.wait_for_url(f"{base_url}/images/blue-sea.jpg")
     assert page.evaluate("[document.images[0].naturalWidth, document.images[0].naturalHeight]") == [900, 600]
@@ -275,6 +286,10 @@ def test_page_in_russian_from_the_browser_language(browser: Browser, base_url: s
     expect(page.locator("#status")).to_have_text("4 фото по запросу blue sea, сначала лучшие")
     expect(page.locator("#results .card img").first).to_have_attribute("alt", "Результат 1: совпадение 100%")
     page.screenshot(path=str(shots / "word-gallery-results-ru.png"), full_page=True)
+    search(page, "sea at night with stars")
+    expect(page.locator("#results .weak-note")).to_have_text(
+        "Хороших совпадений нет: лучшее фото набирает 20%. Ниже 33% описание совпадает с фото разве что в мелочах."
+    )
 
     search(page, "две девочки у моря")
     expect(page.locator("#results .disclaimer")).to_have_text(DISCLAIMER)

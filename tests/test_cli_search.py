@@ -49,6 +49,15 @@ def test_utf8_query_file_round_trips_in_json_lines(stub: StubSearcher, tmp_path:
     assert "\\u04" not in result.stdout
 
 
+def test_a_weak_answer_is_marked_in_the_table_and_the_json(stub: StubSearcher) -> None:
+    weak = CliRunner().invoke(app, ["search", "sea at night with stars"])  # best: one word in five
+    assert weak.exit_code == 0, weak.output
+    assert "no good match: every score is under 0.33" in " ".join(weak.stdout.split())
+    assert json.loads(CliRunner().invoke(app, ["search", "sea at night with stars", "--json"]).stdout)["weak"] is True
+    good = CliRunner().invoke(app, ["search", "blue sea"])
+    assert "no good match" not in good.stdout and "0.500" in good.stdout
+
+
 def test_query_file_that_is_not_utf8_is_named_with_its_line(stub: StubSearcher, tmp_path: Path) -> None:
     queries = tmp_path / "cp1251.txt"
     queries.write_bytes("a dog\nсобака\n".encode("cp1251"))

@@ -36,6 +36,9 @@ def test_evaluate_counts_blocked_queries_and_hidden_targets(searcher):
     assert with_policy["n_queries"] == 5 and with_policy["recall@5"] == pytest.approx(2 / 5, abs=1e-4)
     assert answerable["n_queries"] == 3 and answerable["recall@5"] == pytest.approx(2 / 3, abs=1e-4)
     assert answerable["median_rank"] <= 2
+    answerable_texts = ["a red circle", "a blue square", "a tree"]
+    weak = [result.weak for result in searcher.search_many(answerable_texts, k=1)]
+    assert report["weak"]["share"] == pytest.approx(sum(weak) / 3, abs=1e-4)  # as search itself says
 
 
 def test_evaluate_command_prints_the_same_report(synthetic_index, searcher, tmp_path):

@@ -252,3 +252,18 @@ def test_a_query_through_the_text_map_scores_the_mean_of_both_boosters(searcher)
     np.testing.assert_allclose([h.score for h in after], [(h.score + c) / 2 for h in before], atol=1e-9)
     english = [(h.id, h.score) for h in averaged.search("a blue circle", k=4).hits]
     assert english == [(h.id, h.score) for h in alone.search("a blue circle", k=4).hits]
+
+
+def test_an_answer_is_weak_only_when_its_best_hit_scores_under_minor_aspects(tmp_path):
+    from picsearch.labels import MINOR_ASPECTS
+    from picsearch.search import Hit, SearchResult
+
+    def answer(*scores: float) -> SearchResult:
+        return SearchResult("q", False, hits=[Hit(str(i), tmp_path / f"{i}.jpg", s) for i, s in enumerate(scores)])
+
+    assert answer(MINOR_ASPECTS - 1e-9, 0.1).weak and answer(0.02).weak
+    assert not answer(MINOR_ASPECTS, 0.1).weak and not answer(0.9, 0.01).weak
+    assert not answer().weak  # nothing passed min_score: the empty answer says that instead
+    assert answer(0.2).to_json()["weak"] is True and answer(0.5).to_json()["weak"] is False
+    blocked = SearchResult("q", True, DISCLAIMER)
+    assert not blocked.weak and "weak" not in blocked.to_json()

@@ -155,6 +155,7 @@ def test_train_end_to_end_on_real_data(real_data: Path, real_artifacts: Path) ->
     report = CliRunner().invoke(app, ["report", "models", "--model", str(out), "--data", str(real_data)])
     assert report.exit_code == 0, report.output
     report_text = (out / "report" / "models.md").read_text()
+    assert "| under 1/3 (weak) |" in report_text and "| 1/3 or more |" in report_text
     assert report_text.count("| matching_head") == 1 and f"| {metrics['training_data']['option']} **(chosen)**" in report_text
     assert all((out / "report" / name).stat().st_size > 0 for name in ("pred_vs_true.png", "reliability.png"))
     assert np.isfinite(bundle.child_threshold)

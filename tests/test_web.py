@@ -36,9 +36,9 @@ def test_api_search_ranks_and_links(client: TestClient) -> None:
     response = client.get("/api/search", params={"q": "  blue sea ", "k": 3})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"query", "blocked", "disclaimer", "results"}
+    assert set(body) == {"query", "blocked", "disclaimer", "weak", "results"}
     assert body["query"] == "blue sea"  # surrounding spaces dropped before searching
-    assert body["blocked"] is False and body["disclaimer"] is None
+    assert body["blocked"] is False and body["disclaimer"] is None and body["weak"] is False
     assert [r["id"] for r in body["results"]] == ["blue-sea.jpg", "yellow-sun.jpg", "green-field.png"]
     assert [r["score"] for r in body["results"]] == [1.0, 0.5, 0.0]
     first = body["results"][0]
@@ -55,7 +55,9 @@ def test_api_passes_k_and_min_score(client: TestClient, searcher: WordSearcher) 
 
 def test_blocked_query_shows_disclaimer_not_pictures(client: TestClient) -> None:
     body = client.get("/api/search", params={"q": "two little girls on the grass"}).json()
-    assert body == {"query": "two little girls on the grass", "blocked": True, "disclaimer": DISCLAIMER, "results": []}
+    assert body == {
+        "query": "two little girls on the grass", "blocked": True, "disclaimer": DISCLAIMER, "weak": False, "results": [],
+    }
     page = client.get("/", params={"q": "two little girls on the grass"})
     assert page.status_code == 200
     assert DISCLAIMER in page.text
@@ -80,6 +82,20 @@ def test_page_without_query_is_the_landing_page(client: TestClient, searcher: Wo
     assert searcher.calls == []
     csp = page.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "script-src 'self'" in csp
+
+
+def test_a_weak_answer_says_so_above_its_pictures(client: TestClient) -> None:
+    """The best photo scores 0.2 (one word in five), under 1/3: the API says weak, the page says no good match
+    and by how much; a best score of 1/3 or more is no weak answer."""
+    body = client.get("/api/search", params={"q": "sea at night with stars"}).json()
+    assert body["weak"] is True and body["results"][0]["score"] == 0.2
+    html = client.get("/", params={"q": "sea at night with stars"}).text.split("<template")[0]
+    assert html.index("No good match here") < html.index('class="grid"')
+    assert '<strong data-slot="best">20%</strong>. Under 33%, a description fits' in html
+    assert client.get("/api/search", params={"q": "red ball at noon"}).json()["weak"] is False  # 2 words of 4
+    assert "No good match" not in client.get("/", params={"q": "red ball at noon"}).text.split("<template")[0]
+    russian = client.get("/", params={"q": "sea at night with stars", "lang": "ru"}).text.split("<template")[0]
+    assert "Хороших совпадений нет" in russian and "Ниже 33%" in russian
 
 
 def test_empty_state_when_nothing_passes_min_score(client: TestClient) -> None:
@@ -257,7 +273,7 @@ def test_docs_and_openapi(client: TestClient) -> None:
     assert params["k"]["schema"]["minimum"] == 1 and params["k"]["schema"]["maximum"] == 50
     assert params["min_score"]["schema"]["minimum"] == 0 and params["min_score"]["schema"]["maximum"] == 1
     schema = spec["components"]["schemas"]["SearchResponse"]
-    assert set(schema["properties"]) == {"query", "blocked", "disclaimer", "results"}
+    assert set(schema["properties"]) == {"query", "blocked", "disclaimer", "weak", "results"}
     assert set(spec["components"]["schemas"]["ResultItem"]["properties"]) == {"id", "score", "image_url", "thumb_url"}
     assert {"/images/{image_id}", "/thumbs/{image_id}", "/healthz"} <= set(spec["paths"])
     assert "/" not in spec["paths"]

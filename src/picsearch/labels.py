@@ -7,6 +7,10 @@ import pandas as pd
 
 from picsearch.data.tables import EXPERT_SCORES, caption_image
 
+MINOR_ASPECTS = 1.0 / 3.0
+""":func:`exp_mean_score` of an expert score of 2, "describes minor aspects of the image but does not describe
+the image" (1: not at all; 3: with minor mistakes; 4: describes it). A score below it is nearer "not at all"."""
+
 CROWD_WEIGHT = 0.25
 """Default weight of the crowd's ``true_frac`` in :func:`combined_target` (chosen by CV, see the model report)."""
 

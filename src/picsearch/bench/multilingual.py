@@ -18,8 +18,9 @@ on English):
   may be larger than on queries written by other people. The default source's Russian queries are also scored
   by scorers that have seen the map's error, learnt on mapped caption vectors (each fold's training captions
   mapped out of fold, :func:`mapped_caption_heads`), alone and averaged with the English head: a whole second
-  head, and the English head's matchers with a second booster ("mean of both boosters" is what search does,
-  :attr:`~picsearch.models.artifacts.RelevanceBundle.mapped_scorer`).
+  head, the English head's matchers with a second booster ("mean of both boosters" is what search does,
+  :attr:`~picsearch.models.artifacts.RelevanceBundle.mapped_scorer`), and that booster distilled: learnt to give
+  the English head's own score of each pair (:func:`teacher_scores`) rather than the human one.
 - ``e5``: multilingual-e5-small is the text tower; joint space and scorer are trained on it.
 
 Each query of the Russian set (captions of training images, translated by hand) is searched in the galleries
@@ -49,6 +50,7 @@ from picsearch.features import DatasetFeatures, embed_texts
 from picsearch.metrics import summarize
 from picsearch.models.evaluate import cross_validate, fit_on
 from picsearch.models.matching import JointSpace
+from picsearch.models.matching_head import MatchingHead
 from picsearch.models.multilingual import (
     TRANSLATIONS, MappedTextEncoder, TextMap, fit_text_map, mapped_caption_texts, read_translations,
     training_captions,
@@ -59,6 +61,7 @@ from picsearch.models.retrieval_cv import (
 )
 from picsearch.models.selection import candidate_models, joint_options, matcher_factories
 from picsearch.models.splits import grouped_folds, split_images
+from picsearch.models.trainset import TrainingSet
 
 DEFAULT_QUERIES = Path(__file__).resolve().parents[3] / "tests" / "data" / "ru_queries.tsv"
 MAP_SOURCES = ("e5-small", "use-m3", DEFAULT_MULTILINGUAL_ENCODER)
@@ -164,16 +167,29 @@ def fold_maps(
     return maps
 
 
+def teacher_scores(head: MatchingHead, data: TrainingSet) -> np.ndarray:
+    """``head``'s score of each of ``data``'s pairs (``head`` fitted on ``data``), from the inner fold that held
+    the pair's image out: what its booster was fitted to predict the human score from."""
+    scores = np.zeros(len(data.pairs))
+    for held_out, matchers, references in head.inner_matchers(data):
+        rows = data.pairs["image"].isin(held_out).to_numpy()
+        image_feats, text_feats = data.pair_feats(data.pairs[rows])
+        own_image = np.arange(len(image_feats))[:, None]  # each row's text against its own image only
+        scores[rows] = head.predict_cells(image_feats, text_feats, own_image, fitted=(matchers, references))[:, 0]
+    return scores
+
+
 def mapped_caption_heads(
     dataset, design: Design, maps: list[TextMap], source_of: dict[str, np.ndarray], feats_mp: DatasetFeatures
-) -> tuple[list, list]:
+) -> tuple[list, list, list]:
     """Per fold, learnt on the fold's training pairs with every caption vector replaced by its mapped one (out of
     fold for the captions of the fold's training images, :func:`mapped_caption_texts`; by the fold's map for the
     others, which it never learnt): a whole matching head (its own matchers, so an index would need their image
-    vectors too), and the fold's head with only its booster learnt anew, as `train` makes ``mapped_scorer``."""
+    vectors too), the fold's head with only its booster learnt anew, as `train` makes ``mapped_scorer``, and the
+    same with the booster's targets the fold's head's :func:`teacher_scores` (distillation)."""
     texts = dataset.query_texts()
     rows = sorted(design.data.text_row, key=design.data.text_row.get)
-    heads, boosters = [], []
+    heads, boosters, distilled = [], [], []
     for split, text_map, model in zip(design.folds, maps, design.models):
         train_images, _ = split_images(design.data.evaluation["image"], split)
         captions = training_captions(dataset, train_images, TRANSLATIONS)
@@ -183,8 +199,11 @@ def mapped_caption_heads(
             text_map.transform(np.stack([source_of[texts[query_id]] for query_id in rows])), design.data.text_row,
         )
         heads.append(fit_on(design.factory, replace(design.data, text_feats=mapped), train_images))
-        boosters.append(model.with_booster_for(design.data.restrict(train_images), mapped))
-    return heads, boosters
+        data = design.data.restrict(train_images)
+        boosters.append(model.with_booster_for(data, mapped))
+        taught = replace(data, pairs=data.pairs.assign(target=teacher_scores(model, data)))
+        distilled.append(model.with_booster_for(taught, mapped))
+    return heads, boosters, distilled
 
 
 def latency(encoder, text: str, repeats: int = 20) -> float:
@@ -250,13 +269,17 @@ def main(argv: list[str] | None = None) -> None:
                 for language in ("russian", "english"):
                     variants[f"{language[:2]} mapped from {label}"] = [m.transform(vectors[source, language]) for m in maps]
                 fitted[label] = maps
-            mapped_heads, boosters = mapped_caption_heads(dataset, design, fitted[default], of[default], feats_mp)
+            mapped_heads, boosters, distilled = mapped_caption_heads(
+                dataset, design, fitted[default], of[default], feats_mp
+            )
             russian = variants[f"ru mapped from {default}"]
             for label, models in (
                 ("mapped-caption head", [[head] for head in mapped_heads]),
                 ("mean of both heads", [[model, head] for model, head in zip(design.models, mapped_heads)]),
                 ("mapped-caption booster", [[head] for head in boosters]),
                 ("mean of both boosters", [[model, head] for model, head in zip(design.models, boosters)]),
+                ("distilled booster", [[head] for head in distilled]),
+                ("mean of English and distilled boosters", [[m, head] for m, head in zip(design.models, distilled)]),
             ):
                 variants[f"ru mapped from {default}, {label}"] = russian
                 scorers[f"ru mapped from {default}, {label}"] = models
@@ -291,7 +314,6 @@ def main(argv: list[str] | None = None) -> None:
         ms = latency(encoder, text)
         timing.add_row(label, f"{ms:.1f}", f"{ms / base:.2f}")
     console.print(timing)
-
 
 
 if __name__ == "__main__":

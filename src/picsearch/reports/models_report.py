@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from picsearch.data.tables import Dataset
-from picsearch.labels import agreement, exp_mean_score
+from picsearch.labels import MINOR_ASPECTS, agreement, exp_mean_score
 from picsearch.markdown import markdown_table
 from picsearch.models.artifacts import METRICS
 from picsearch.models.card import MODEL_COLUMNS, model_table
@@ -76,6 +76,18 @@ def child_table(child: dict) -> str:
             f"| {where} | {m['auc']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['hidden_share']:.3f} | "
             f"{m['n_images']} | {m['n_child']} |"
         )
+    return "\n".join(lines)
+
+
+def weak_line_table(frame: pd.DataFrame, model: str) -> str:
+    """``model``'s out-of-fold scores split at :data:`~picsearch.labels.MINOR_ASPECTS` (where search calls an
+    answer weak), against the experts' mean score of the same pairs."""
+    lines = ["| scored | pairs | experts' mean ≥ 2 | mean expert score |", "|---|---|---|---|"]
+    weak = frame[model] < MINOR_ASPECTS
+    for name, rows in (("under 1/3 (weak)", weak), ("1/3 or more", ~weak)):
+        truth = frame.loc[rows, "true"]
+        at_least_two = (truth >= MINOR_ASPECTS - 1e-9).mean()  # a mean of exactly 2 is (2 - 1) / 3
+        lines.append(f"| {name} | {int(rows.sum())} | {at_least_two:.3f} | {1 + 3 * truth.mean():.2f} |")
     return "\n".join(lines)
 
 
@@ -176,6 +188,11 @@ def write_models_report(artifacts: Path, dataset: Dataset, out: Path) -> Path:
         f"Threshold {metrics['child_detector']['threshold']:.4f} chosen for out-of-fold recall ≥ "
         f"{metrics['child_detector']['target_recall']}.", "",
         child_table(metrics["child_detector"]), "",
+        "## Weak answers", "",
+        "Search calls an answer weak when even its best image scores under 1/3, the score of an expert 2 "
+        "(\"describes minor aspects of the image but does not describe the image\"; 1: not at all). The selected "
+        "model's out-of-fold scores of the expert pairs, split there, against the experts' own mean:", "",
+        weak_line_table(frame, metrics["selected"]), "",
         "## Plots", "",
         "![predicted vs true](pred_vs_true.png)", "", "![reliability](reliability.png)", "",
         "![error by agreement](error_by_agreement.png)", "",

@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from picsearch.data.images import read_image
-from picsearch.search.searcher import SearchResult
+from picsearch.search.searcher import WEAK_NOTE, SearchResult
 from picsearch.storage import write_bytes
 
 THUMB = 180
@@ -78,7 +78,7 @@ def render_grid(shown: Sequence[Shown], thumbs: dict[str, Path], path: Path, k: 
     labelled correct image), or the disclaimer for a blocked query."""
     title_font, label_font = _font(TITLE_FONT), _font(LABEL_FONT)
     width = PAD + k * (THUMB + PAD)
-    titles = [_wrap(f"“{item.result.query}”", title_font, width - 2 * PAD) for item in shown]
+    titles = [_wrap(_title(item.result), title_font, width - 2 * PAD) for item in shown]
     heights = [
         len(title) * (TITLE_FONT + 5) + PAD + (THUMB + LABEL_FONT + 3 * PAD if item.result.hits else NOTICE + 2 * PAD)
         for item, title in zip(shown, titles)
@@ -99,6 +99,11 @@ def render_grid(shown: Sequence[Shown], thumbs: dict[str, Path], path: Path, k: 
         top += height
         draw.line((0, top - PAD // 2, width, top - PAD // 2), fill=(220, 220, 220))
     write_bytes(path, _encode(canvas, "PNG", optimize=True))
+
+
+def _title(result: SearchResult) -> str:
+    """The query in quotes, and :data:`WEAK_NOTE` when even its best hit matches poorly."""
+    return f"“{result.query}” · {WEAK_NOTE}" if result.weak else f"“{result.query}”"
 
 
 def _draw_hit(canvas: Image.Image, draw: ImageDraw.ImageDraw, at: tuple[int, int], thumb: Path, score: float,
@@ -128,6 +133,7 @@ def render_html(shown: Sequence[Shown], thumbs: dict[str, Path], path: Path, tit
             "query": item.result.query,
             "blocked": item.result.blocked,
             "disclaimer": item.result.disclaimer,
+            "weak_note": WEAK_NOTE if item.result.weak else None,
             "hits": [
                 {
                     "name": hit.path.name,

@@ -5,6 +5,6 @@
 - ``evaluate.py``: Recall@K / MRR / median rank on labelled queries (metrics from :mod:`picsearch.metrics`).
 """
 
-from picsearch.search.searcher import CANDIDATES, Hit, SearchResult, Searcher, check_request
+from picsearch.search.searcher import CANDIDATES, WEAK_NOTE, Hit, SearchResult, Searcher, check_request
 
-__all__ = ["CANDIDATES", "Hit", "SearchResult", "Searcher", "check_request"]
+__all__ = ["CANDIDATES", "WEAK_NOTE", "Hit", "SearchResult", "Searcher", "check_request"]

@@ -8,9 +8,10 @@ from pathlib import PurePosixPath
 import numpy as np
 import pandas as pd
 
-from picsearch.policy import check
+from picsearch.labels import MINOR_ASPECTS
 from picsearch.metrics import rank_of, summarize
-from picsearch.search.searcher import Searcher
+from picsearch.policy import check
+from picsearch.search.searcher import Ranking, Searcher
 
 RANKING = (
     "top candidates by joint-space cosine reranked by the relevance model's score, the rest by cosine "
@@ -33,7 +34,8 @@ def evaluate(searcher: Searcher, queries: pd.DataFrame) -> dict:
     (a) Top level: the raw model, policy off, every indexed image rankable (``joint_only``: the
     same ranking before reranking, for reference). (b) ``with_policy``: blocked queries and
     hidden correct images (child-flagged, after review) count as misses; ``answerable``: the queries
-    neither blocked nor with a hidden target; ``blocked`` and ``hidden_targets`` count the other two groups.
+    neither blocked nor with a hidden target; ``blocked`` and ``hidden_targets`` count the other two groups;
+    ``weak``: :func:`weak_answers`.
     """
     texts = queries["query_text"].tolist()
     targets = target_rows(searcher, queries["image"].tolist())
@@ -62,4 +64,24 @@ def evaluate(searcher: Searcher, queries: pd.DataFrame) -> dict:
         "joint_only": summarize([rank_of(rows, t) for rows, t in zip(by_joint, targets)]),
         "with_policy": summarize(product_ranks),
         "answerable": summarize(np.asarray(product_ranks)[answerable]),
+        "weak": weak_answers(shown, product_ranks, answerable, hidden),
+    }
+
+
+def weak_answers(shown: list[Ranking], ranks: list[float], answerable: np.ndarray, hidden: np.ndarray) -> dict:
+    """How often an answer is weak (its best visible image scores under :data:`~picsearch.labels.MINOR_ASPECTS`,
+    as :attr:`SearchResult.weak` says): among the ``answerable`` queries, whose correct image can be shown, and
+    among those whose correct image is ``hidden``, where no shown image is the one the caption was written for;
+    and Recall@1 (``ranks``: 1-based rank of each query's correct image) of the answerable weak and others."""
+    best = np.array([float(ranking.scores[0]) if len(ranking.scores) else np.inf for ranking in shown])
+    weak, first = best < MINOR_ASPECTS, np.asarray(ranks) == 1
+
+    def share(values: np.ndarray, mask: np.ndarray) -> float | None:
+        return round(float(values[mask].mean()), 4) if mask.any() else None
+
+    return {
+        "share": share(weak, answerable),
+        "share_target_hidden": share(weak, hidden),
+        "recall@1_weak": share(first, answerable & weak),
+        "recall@1_others": share(first, answerable & ~weak),
     }

@@ -23,12 +23,15 @@ from picsearch.index import (
     vector_lookup,
 )
 from picsearch.index.review import Moderation, ReviewLog
+from picsearch.labels import MINOR_ASPECTS
 from picsearch.models import RelevanceBundle
 from picsearch.models.artifacts import METRICS
 from picsearch.policy import DISCLAIMER, check
 from picsearch.storage import load_json
 
 CANDIDATES = 100  # images reranked per query; retrieval recall@100 bounds what reranking can fix
+WEAK_NOTE = f"no good match: every score is under {MINOR_ASPECTS:.2f}, so at most minor aspects match"
+"""What the CLI and the demo's pages say of a :attr:`SearchResult.weak` answer."""
 log = logging.getLogger(__name__)
 
 
@@ -51,11 +54,19 @@ class SearchResult:
     matched: list[str] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
 
+    @property
+    def weak(self) -> bool:
+        """True when there are hits and even the best scores below :data:`~picsearch.labels.MINOR_ASPECTS`: the
+        experts would, by the model, say the text describes none of them, or minor aspects at most."""
+        return bool(self.hits) and self.hits[0].score < MINOR_ASPECTS
+
     def to_json(self) -> dict:
-        """``{"query", "blocked", "disclaimer"?, "results": [{"id", "path", "score"}]}``."""
+        """``{"query", "blocked", "disclaimer"?, "weak"?, "results": [{"id", "path", "score"}]}``."""
         data: dict = {"query": self.query, "blocked": self.blocked}
         if self.blocked:
             data["disclaimer"] = self.disclaimer
+        else:
+            data["weak"] = self.weak
         data["results"] = [{"id": h.id, "path": str(h.path), "score": round(h.score, 4)} for h in self.hits]
         return data
 

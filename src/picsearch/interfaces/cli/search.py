@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -12,6 +12,9 @@ from rich.text import Text
 
 from picsearch.config import DEFAULT_ARTIFACTS
 from picsearch.interfaces.cli.common import DataOption, console, data_dir, fail, say, user_errors
+
+if TYPE_CHECKING:
+    from picsearch.search import SearchResult
 
 IndexOption = Annotated[Path, typer.Option("--index", help="Index folder written by `picsearch index`.")]
 ModelOption = Annotated[
@@ -132,7 +135,7 @@ def read_queries(path: Path) -> list[str]:
     return queries
 
 
-def result_table(result) -> Table:
+def result_table(result: SearchResult) -> Table:
     """A rich table of one query's hits, or its disclaimer."""
     table = Table(title=result.query, title_justify="left", show_lines=False)
     if result.blocked:
@@ -145,6 +148,10 @@ def result_table(result) -> Table:
         table.add_row(str(rank), f"{hit.score:.3f}", Path(*hit.path.parts[-2:]).as_posix())
     if not result.hits:
         table.add_row("", "", Text("no image reaches --min-score", style="dim"))
+    elif result.weak:
+        from picsearch.search import WEAK_NOTE
+
+        table.caption = WEAK_NOTE
     return table
 
 
@@ -181,6 +188,10 @@ def evaluation_table(report: dict) -> Table:
         table.add_row(metric, *(str(part[metric]) for _, part in columns))
     table.add_row("blocked", "", str(report["blocked"]), "")
     table.add_row("hidden_targets", "", str(report["hidden_targets"]), "")
+    weak = report["weak"]  # answers whose best image scores under 1/3
+    table.add_row("weak answers, target hidden", "", str(weak["share_target_hidden"]), "")
+    table.add_row("weak answers", "", "", str(weak["share"]))
+    table.add_row("recall@1 weak / others", "", "", f"{weak['recall@1_weak']} / {weak['recall@1_others']}")
     return table
 
 

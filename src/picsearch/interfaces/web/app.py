@@ -43,6 +43,7 @@ from picsearch.interfaces.web.schemas import (
 )
 from picsearch.interfaces.web.i18n import LANGUAGES, catalogue, choose_language
 from picsearch.interfaces.web.thumbs import ThumbnailCache
+from picsearch.labels import MINOR_ASPECTS
 
 HERE = Path(__file__).parent
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ async def page(request: Request, state: State, language: Language) -> Response:
         "lang": language,
         "lang_chosen": raw.get("lang") == language,  # the switch was used: searches keep that language
         "t": messages,
+        "minor_aspects": MINOR_ASPECTS,
         "script_messages": {key: messages[key] for key in SCRIPT_MESSAGES},
         "switch": _language_links(raw),
         "language_names": {code: catalogue(code)["language_name"] for code in LANGUAGES},
@@ -237,6 +239,7 @@ async def _search(state: WebState, params: SearchParams) -> SearchResponse:
         query=result.query,
         blocked=result.blocked,
         disclaimer=result.disclaimer if result.blocked else None,
+        weak=bool(hits) and result.weak,
         results=[_item(hit) for hit in hits],
     )
 

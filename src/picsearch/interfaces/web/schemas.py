@@ -50,6 +50,10 @@ class SearchResponse(BaseModel):
     query: str = Field(description="The query as it was searched.")
     blocked: bool = Field(description="True when the law forbids answering: `results` is then empty.")
     disclaimer: str | None = Field(description="The legal notice shown instead of pictures when blocked.")
+    weak: bool = Field(
+        description="True when even the best image scores under 1/3: by the model, experts would say the text "
+        "describes none of the images, or minor aspects of them at most. False when blocked or empty."
+    )
     results: list[ResultItem] = Field(description="Images whose score passed `min_score`, best first.")
 
 

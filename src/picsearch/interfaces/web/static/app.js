@@ -58,7 +58,10 @@
     const grid = document.createElement("ol");
     grid.className = "grid";
     answer.results.forEach((item, index) => grid.append(card(item, index + 1)));
-    return [summary, grid];
+    if (!answer.weak) return [summary, grid];
+    const weak = fromTemplate("tpl-weak"); // even the best scores under the server's "minor aspects" line
+    slot(weak, "best").textContent = percent(answer.results[0].score);
+    return [summary, weak, grid];
   }
 
   function errorNode(message) {
@@ -101,7 +104,8 @@
       }
     }
     results.replaceChildren(...nodes);
-    status.textContent = nodes[0].textContent.replace(/\s+/g, " ").trim(); // read out by screen readers
+    const spoken = nodes.filter((node) => node.tagName !== "OL").map((node) => node.textContent).join(" ");
+    status.textContent = spoken.replace(/\s+/g, " ").trim(); // read out by screen readers, the grid aside
     history.replaceState(null, "", `${form.getAttribute("action")}?${params}`);
   }
 

@@ -66,11 +66,12 @@ def second_stage_costs(
     flagged photos alone (``features``, ``child``) at each C of :data:`~picsearch.models.child.C_GRID`,
     out of fold; alone, and averaged in rank with the first stage's ``probability``."""
     groups = near_duplicate_groups(layout.pooled_of(features))
+    first = rankdata(probability)
     costs: dict[str, list[float]] = {}
     for c in C_GRID:
         for seed in SEEDS:
             second = out_of_fold(layout, features, child, c, 5, seed, groups=groups)[0][0]
-            for name, score in ((f"C {c:g}", second), (f"C {c:g}, rank mean", rankdata(second) + rankdata(probability))):
+            for name, score in ((f"C {c:g}", second), (f"C {c:g}, rank mean", rankdata(second) + first)):
                 order = np.argsort(score, kind="stable")
                 costs.setdefault(name, []).append(restore_cost(child[order], share)["per_restored"])
     return costs

@@ -8,10 +8,9 @@ from pathlib import PurePosixPath
 import numpy as np
 import pandas as pd
 
-from picsearch.labels import MINOR_ASPECTS
 from picsearch.metrics import rank_of, summarize
 from picsearch.policy import check
-from picsearch.search.searcher import Ranking, Searcher
+from picsearch.search.searcher import Ranking, Searcher, is_weak
 
 RANKING = (
     "top candidates by joint-space cosine reranked by the relevance model's score, the rest by cosine "
@@ -69,12 +68,12 @@ def evaluate(searcher: Searcher, queries: pd.DataFrame) -> dict:
 
 
 def weak_answers(shown: list[Ranking], ranks: list[float], answerable: np.ndarray, hidden: np.ndarray) -> dict:
-    """How often an answer is weak (its best visible image scores under :data:`~picsearch.labels.MINOR_ASPECTS`,
-    as :attr:`SearchResult.weak` says): among the ``answerable`` queries, whose correct image can be shown, and
+    """How often an answer is weak (:func:`~picsearch.search.searcher.is_weak` of its visible images' scores, as
+    :attr:`SearchResult.weak` says): among the ``answerable`` queries, whose correct image can be shown, and
     among those whose correct image is ``hidden``, where no shown image is the one the caption was written for;
     and Recall@1 (``ranks``: 1-based rank of each query's correct image) of the answerable weak and others."""
-    best = np.array([float(ranking.scores[0]) if len(ranking.scores) else np.inf for ranking in shown])
-    weak, first = best < MINOR_ASPECTS, np.asarray(ranks) == 1
+    weak = np.array([is_weak(ranking.scores) for ranking in shown], dtype=bool)
+    first = np.asarray(ranks) == 1
 
     def share(values: np.ndarray, mask: np.ndarray) -> float | None:
         return round(float(values[mask].mean()), 4) if mask.any() else None

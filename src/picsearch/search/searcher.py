@@ -35,6 +35,12 @@ WEAK_NOTE = f"no good match: every score is under {MINOR_ASPECTS:.2f}, so at mos
 log = logging.getLogger(__name__)
 
 
+def is_weak(scores: Sequence[float]) -> bool:
+    """True when ``scores`` (best first) has a first and it is under :data:`~picsearch.labels.MINOR_ASPECTS`: by
+    the model, experts would say the text describes none of the images, or minor aspects at most."""
+    return len(scores) > 0 and bool(scores[0] < MINOR_ASPECTS)
+
+
 @dataclass(frozen=True)
 class Hit:
     """One returned image: its index id, absolute path, and relevance score in [0, 1]."""
@@ -56,9 +62,8 @@ class SearchResult:
 
     @property
     def weak(self) -> bool:
-        """True when there are hits and even the best scores below :data:`~picsearch.labels.MINOR_ASPECTS`: the
-        experts would, by the model, say the text describes none of them, or minor aspects at most."""
-        return bool(self.hits) and self.hits[0].score < MINOR_ASPECTS
+        """:func:`is_weak` of the hits' scores: even the best hit matches poorly."""
+        return is_weak([hit.score for hit in self.hits])
 
     def to_json(self) -> dict:
         """``{"query", "blocked", "disclaimer"?, "weak"?, "results": [{"id", "path", "score"}]}``."""
